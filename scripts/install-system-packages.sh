@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the namespace fabric (iptables, nftables, iproute2) and the HTML
+# report check (chromium) need. Only as root; otherwise the tests that need them skip and say so.
+set -euo pipefail
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v iptables >/dev/null || need+=(iptables)
+command -v nft >/dev/null || need+=(nftables)
+command -v chromium >/dev/null || need+=(chromium)
+command -v unshare >/dev/null || need+=(util-linux)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "not root: skipping apt-get install ${need[*]} (namespace and browser tests will skip)" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,1 @@
+"""Adapters that read and change Azure through the SDK (the imperative shell)."""

@@ -1,0 +1,1 @@
+"""Azurite fixtures: start the storage emulator once per test session."""

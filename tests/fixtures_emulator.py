@@ -1,0 +1,1 @@
+"""Emulator fixtures (see emulator/README.md)."""
