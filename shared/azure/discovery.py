@@ -1,7 +1,7 @@
 """Discovery through ARM: the estate of one subscription as raw ARM documents.
 
 The cost is O(pages), never one GET per resource: one paged `list_all` per resource type
-(VNets, NICs, load balancers, VMs with their power state), one SKU listing per location, plus
+(VNets, NSGs, NICs, load balancers, VMs with their power state), one SKU listing per location, plus
 one health call per load-balancing rule that can hairpin (internal, not floating IP, with
 members), since ARM has no bulk health read.
 """
@@ -41,6 +41,7 @@ def discover_subscription(
     """Return `{"resources", "skus", "health"}` for one subscription (the snapshot format)."""
     listings = {
         "virtualNetworks": lambda: clients.network.virtual_networks.list_all(),
+        "networkSecurityGroups": lambda: clients.network.network_security_groups.list_all(),
         "networkInterfaces": lambda: clients.network.network_interfaces.list_all(),
         "loadBalancers": lambda: clients.network.load_balancers.list_all(),
         "virtualMachines": lambda: clients.compute.virtual_machines.list_all(status_only="true"),

@@ -1,0 +1,1 @@
+"""CLI command families; each module's `register(subparsers)` adds its commands."""

@@ -1,0 +1,61 @@
+"""What every service needs, built once per entry point: settings, Azure clients, storage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from shared.azure.clients import AzureClients
+from shared.settings import Settings
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ServiceContext:
+    """Settings + adapters. Tests build it from the emulator and Azurite; triggers and the CLI
+    from the environment (`from_settings`). Storage parts are None when no storage is set."""
+
+    settings: Settings
+    credential: object | None = None
+    deadline: float | None = None  # time.monotonic() after which no retry may sleep
+    polling_interval: float | None = None
+    journal: object | None = None  # shared.storage.journal.Journal
+    locks: object | None = None  # shared.storage.locks.LockManager
+    reports: object | None = None  # shared.storage.reports.ReportStore
+    notifier: object | None = None  # shared.services.notify.Notifier
+    clock: Callable[[], datetime] = _utc_now
+    _clients: dict[str, AzureClients] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs) -> ServiceContext:
+        ctx = cls(settings, **kwargs)
+        if settings.storage_connection and ctx.journal is None:
+            ctx.attach_storage(settings.storage_connection)
+        return ctx
+
+    def attach_storage(self, connection_string: str) -> ServiceContext:
+        from shared.storage.clients import StorageClients
+        from shared.storage.journal import Journal
+        from shared.storage.locks import LockManager
+        from shared.storage.reports import ReportStore
+
+        storage = StorageClients.from_connection_string(connection_string)
+        s = self.settings
+        self.journal = Journal(storage.table, table=s.journal_table).ensure()
+        self.locks = LockManager(storage.blob, container=s.lock_container,
+                                 lease_seconds=s.lock_lease_seconds).ensure()
+        self.reports = ReportStore(storage.blob, container=s.report_container).ensure()
+        return self
+
+    def clients(self, subscription_id: str) -> AzureClients:
+        key = subscription_id.lower()
+        if key not in self._clients:
+            self._clients[key] = AzureClients(
+                subscription_id, arm_endpoint=self.settings.arm_endpoint,
+                credential=self.credential, polling_interval=self.polling_interval,
+                deadline=self.deadline)
+        return self._clients[key]
