@@ -1,0 +1,32 @@
+"""The Event Grid events this product handles: one source of truth for the trigger's filter,
+the deployment template's event subscription (checked by tests) and the docs."""
+
+WRITE_SUCCESS = "Microsoft.Resources.ResourceWriteSuccess"
+ACTION_SUCCESS = "Microsoft.Resources.ResourceActionSuccess"
+DELETE_SUCCESS = "Microsoft.Resources.ResourceDeleteSuccess"
+
+# event type -> the `data.operationName` values that matter for it (case-insensitive in Azure).
+HANDLED_OPERATIONS: dict[str, tuple[str, ...]] = {
+    WRITE_SUCCESS: (
+        "Microsoft.Compute/virtualMachines/write",
+        "Microsoft.Network/networkInterfaces/write",
+        "Microsoft.Network/loadBalancers/write",
+    ),
+    ACTION_SUCCESS: (
+        # The guest may have lost non-persistent routes: re-check it.
+        "Microsoft.Compute/virtualMachines/start/action",
+        "Microsoft.Compute/virtualMachines/restart/action",
+        "Microsoft.Compute/virtualMachines/redeploy/action",
+        "Microsoft.Compute/virtualMachines/reapply/action",
+    ),
+    DELETE_SUCCESS: (
+        # A managed NIC deleted by someone, or a frontend/LB removed: routes to clean up.
+        "Microsoft.Network/networkInterfaces/delete",
+        "Microsoft.Network/loadBalancers/delete",
+    ),
+}
+
+HANDLED_EVENT_TYPES: tuple[str, ...] = tuple(HANDLED_OPERATIONS)
+ALL_HANDLED_OPERATIONS: tuple[str, ...] = tuple(
+    op for ops in HANDLED_OPERATIONS.values() for op in ops
+)
