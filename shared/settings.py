@@ -1,0 +1,516 @@
+"""Every setting the product reads, in one frozen dataclass (pure: parsing only, no I/O).
+
+Each environment variable is named exactly once, in `_FIELDS` below; `Settings.ENV_VARS` lists
+them all so the infrastructure template can be checked against it. Bad values raise
+`SettingsError` naming the variable, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime, time, timedelta, tzinfo
+from types import MappingProxyType
+from typing import Any, ClassVar
+from urllib.parse import urlparse
+
+from shared import arm_ids
+
+__all__ = [
+    "SettingsError",
+    "CallTarget",
+    "parse_call_targets",
+    "MaintenanceWindow",
+    "validate_ncrontab",
+    "Settings",
+    "MODES",
+]
+
+MODES = ("audit", "plan", "apply")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the product cannot use."""
+
+
+# --------------------------------------------------------------------------- call targets
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class CallTarget:
+    """`VIP:port` a VM's services are declared to call; `port=None` means any port."""
+
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+    port: int | None = None
+
+    def __str__(self) -> str:
+        host = f"[{self.ip}]" if self.ip.version == 6 else str(self.ip)
+        return host if self.port is None else f"{host}:{self.port}"
+
+    def matches(self, ip: object, ports: tuple[int, ...] | list[int] = ()) -> bool:
+        """Same VIP and (any port, or one of `ports`; port 0 = HA ports rule = every port)."""
+        if str(self.ip) != str(ip):
+            return False
+        return self.port is None or self.port in ports or 0 in ports
+
+
+_TARGET_SPLIT = re.compile(r"[,;\s]+")
+_V6_TARGET = re.compile(r"^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$")
+
+
+def parse_call_targets(text: str) -> tuple[CallTarget, ...]:
+    """`"10.0.1.100:1972,10.0.1.101:1972"` -> targets (also `;`/space separated, `[v6]:port`)."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected text like '10.0.1.100:1972', got {type(text).__name__}")
+    targets: list[CallTarget] = []
+    for item in _TARGET_SPLIT.split(text.strip()):
+        if not item:
+            continue
+        v6 = _V6_TARGET.match(item)
+        if v6:
+            host, port_text = v6.group(1), v6.group(2)
+        elif item.count(":") == 1:
+            host, port_text = item.split(":")
+        else:
+            host, port_text = item, None
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"{item!r} is not VIP[:port] (bad IP address {host!r})") from None
+        port = None
+        if port_text is not None:
+            if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+                raise ValueError(f"{item!r} is not VIP[:port] (port must be 1-65535)")
+            port = int(port_text)
+        targets.append(CallTarget(ip, port))
+    return tuple(sorted(set(targets), key=lambda t: (t.ip.version, int(t.ip), t.port or 0)))
+
+
+# --------------------------------------------------------------------------- maintenance window
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WINDOW = re.compile(
+    r"^\s*(?:(?P<days>[A-Za-z]+(?:\s*[-,]\s*[A-Za-z]+)*)\s+)?"
+    r"(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})"
+    r"(?:\s+(?P<tz>[A-Za-z_][A-Za-z0-9_+\-/]*))?\s*$"
+)
+
+
+def _parse_days(text: str | None) -> frozenset[int]:
+    if text is None or text.strip().lower() in ("daily", "everyday", "*"):
+        return frozenset(range(7))
+    days: set[int] = set()
+    for part in re.split(r"\s*,\s*", text.strip()):
+        bounds = [b.strip().lower()[:3] for b in part.split("-")]
+        if any(b not in _DAYS for b in bounds) or len(bounds) > 2:
+            raise ValueError(f"unknown day {part!r} (use Mon..Sun, ranges like Mon-Fri, or daily)")
+        first = _DAYS.index(bounds[0])
+        last = _DAYS.index(bounds[-1])
+        span = (last - first) % 7
+        days.update((first + i) % 7 for i in range(span + 1))
+    return frozenset(days)
+
+
+def _parse_clock(text: str, *, allow_24: bool) -> time | None:
+    hours, minutes = (int(x) for x in text.split(":"))
+    if allow_24 and hours == 24 and minutes == 0:
+        return None  # end of day
+    if not (0 <= hours <= 23 and 0 <= minutes <= 59):
+        raise ValueError(f"{text!r} is not a time of day (HH:MM, 00:00-23:59)")
+    return time(hours, minutes)
+
+
+def _parse_zone(name: str | None) -> tzinfo:
+    if name is None or name.upper() in ("UTC", "Z", "GMT"):
+        return UTC
+    try:
+        from zoneinfo import ZoneInfo  # stdlib; reads the system tz database
+
+        return ZoneInfo(name)
+    except Exception:  # noqa: BLE001 - ZoneInfo raises several types for bad names
+        raise ValueError(f"unknown time zone {name!r} (use UTC or an IANA name)") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _WindowPart:
+    days: frozenset[int]  # weekday the window *starts* on (Mon=0)
+    start: time
+    duration: timedelta
+    zone: tzinfo
+
+
+@dataclass(frozen=True, slots=True)
+class MaintenanceWindow:
+    """When unattended runs may deallocate a VM, e.g. `Sat 01:00-05:00 UTC`.
+
+    Grammar: one or more parts separated by `;`, each `[DAYS] HH:MM-HH:MM [ZONE]`; DAYS is
+    `Mon`, `Sat,Sun`, `Mon-Fri` or `daily` (default); ZONE is `UTC` (default) or an IANA name.
+    A window whose end is not after its start crosses midnight (`Fri 22:00-02:00` ends Saturday
+    02:00); `24:00` means end of day.
+    """
+
+    text: str
+    parts: tuple[_WindowPart, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> MaintenanceWindow:
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("maintenance window is empty")
+        parts = []
+        for chunk in text.split(";"):
+            if not chunk.strip():
+                continue
+            match = _WINDOW.match(chunk)
+            if not match:
+                raise ValueError(
+                    f"{chunk.strip()!r} is not '[DAYS] HH:MM-HH:MM [ZONE]', "
+                    "e.g. 'Sat 01:00-05:00 UTC'"
+                )
+            days = _parse_days(match.group("days"))
+            start = _parse_clock(match.group("start"), allow_24=False)
+            end = _parse_clock(match.group("end"), allow_24=True)
+            assert start is not None
+            start_min = start.hour * 60 + start.minute
+            end_min = 24 * 60 if end is None else end.hour * 60 + end.minute
+            if end_min == start_min:
+                raise ValueError(f"{chunk.strip()!r}: window has zero length")
+            duration = (end_min - start_min) % (24 * 60) or 24 * 60
+            parts.append(
+                _WindowPart(
+                    days, start, timedelta(minutes=duration), _parse_zone(match.group("tz"))
+                )
+            )
+        if not parts:
+            raise ValueError("maintenance window is empty")
+        return cls(text.strip(), tuple(parts))
+
+    def is_open(self, now: datetime) -> bool:
+        """Is `now` (timezone-aware) inside the window?"""
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise ValueError("is_open() needs a timezone-aware datetime")
+        for part in self.parts:
+            local = now.astimezone(part.zone)
+            # A window that started today or yesterday (crossing midnight) may contain `now`.
+            for back in (0, 1):
+                day = local.date() - timedelta(days=back)
+                if day.weekday() not in part.days:
+                    continue
+                begin = datetime.combine(day, part.start, tzinfo=part.zone)
+                if begin <= local < begin + part.duration:
+                    return True
+        return False
+
+    def __str__(self) -> str:
+        return self.text
+
+
+# --------------------------------------------------------------------------- NCRONTAB
+
+_CRON_FIELD = re.compile(
+    r"^(\*|\?|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?(,(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?)*$"
+)
+
+
+def validate_ncrontab(expression: str) -> str:
+    """Azure Functions timer schedules have six fields: second minute hour day month weekday."""
+    parts = expression.split()
+    if len(parts) != 6:
+        raise ValueError(
+            f"{expression!r} has {len(parts)} fields; NCRONTAB needs 6 "
+            "(second minute hour day month day-of-week), e.g. '0 0 */6 * * *'"
+        )
+    for part in parts:
+        if not _CRON_FIELD.match(part):
+            raise ValueError(f"{expression!r}: field {part!r} is not a cron field")
+    return " ".join(parts)
+
+
+# --------------------------------------------------------------------------- value parsers
+
+
+def _text(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("empty")
+    return value
+
+
+def _bool(value: str) -> bool:
+    low = value.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true/false (also 1/0, yes/no, on/off)")
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise ValueError(f"expected a whole number {low}-{high}") from None
+        if not low <= number <= high:
+            raise ValueError(f"expected a whole number {low}-{high}")
+        return number
+
+    return parse
+
+
+def _mode(value: str) -> str:
+    low = value.strip().lower()
+    if low not in MODES:
+        raise ValueError(f"expected one of {', '.join(MODES)}")
+    return low
+
+
+def _tag_name(value: str) -> str:
+    return arm_ids.validate_name(value.strip(), "tag")
+
+
+def _subscriptions(value: str) -> tuple[str, ...]:
+    items = [s for s in re.split(r"[,;\s]+", value.strip()) if s]
+    bad = [s for s in items if not arm_ids.is_subscription_id(s)]
+    if bad:
+        raise ValueError(f"not subscription IDs (GUIDs): {', '.join(bad)}")
+    return tuple(sorted({s.lower() for s in items}))
+
+
+def _subnet_id(value: str) -> str:
+    parsed = arm_ids.try_parse(value)
+    if parsed is None or not parsed.is_type("Microsoft.Network/virtualNetworks/subnets"):
+        raise ValueError(
+            "expected a subnet resource ID "
+            "(/subscriptions/.../virtualNetworks/{vnet}/subnets/{subnet})"
+        )
+    return str(parsed)
+
+
+def _url(value: str) -> str:
+    parsed = urlparse(value.strip())
+    if parsed.scheme not in ("https", "http") or not parsed.netloc:
+        raise ValueError("expected an http(s) URL")
+    return value.strip().rstrip("/")
+
+
+def _window(value: str) -> MaintenanceWindow:
+    return MaintenanceWindow.parse(value)
+
+
+def _declared_callers(value: str) -> Mapping[str, tuple[CallTarget, ...]]:
+    """JSON object: VM name or VM resource ID -> list of "VIP:port" (or one comma string)."""
+    try:
+        raw = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg})") from None
+    if not isinstance(raw, dict):
+        raise ValueError('expected a JSON object like {"hs-vm1": ["10.0.1.100:1972"]}')
+    out: dict[str, tuple[CallTarget, ...]] = {}
+    for vm, targets in raw.items():
+        if isinstance(targets, str):
+            targets = [targets]
+        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+            raise ValueError(f"{vm!r}: expected a list of 'VIP:port' strings")
+        parsed = parse_call_targets(",".join(targets))
+        key = arm_ids.normalize(vm)
+        out[key] = tuple(
+            sorted(
+                set(out.get(key, ()) + parsed), key=lambda t: (t.ip.version, int(t.ip), t.port or 0)
+            )
+        )
+    return MappingProxyType(out)
+
+
+def _ncrontab(value: str) -> str:
+    return validate_ncrontab(value)
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    name: str
+    env: str
+    parse: Callable[[str], Any]
+    help: str
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Product settings. Construct with `Settings()` (defaults) or `Settings.from_env(environ)`."""
+
+    # What the product may do: audit (never writes), plan (writes nothing, records plans), apply.
+    mode: str = "audit"
+    # Opt-in for unattended apply: VM tag name and the value that means "yes".
+    opt_in_tag: str = "hairpin-remediation"
+    opt_in_value: str = "auto"
+    # When unattended runs may deallocate: global window, and the VM tag that overrides it.
+    maintenance_window: MaintenanceWindow | None = None
+    maintenance_window_tag: str = "hairpin-maintenance-window"
+    # Declared callers: VM name or ID (normalised lowercase) -> VIP:port it calls; and the VM tag
+    # that carries the same, e.g. `hairpin-calls: 10.0.1.100:1972,10.0.1.101:1972`.
+    declared_callers: Mapping[str, tuple[CallTarget, ...]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    declared_callers_tag: str = "hairpin-calls"
+    # Subnet for managed secondary NICs (same VNet as the primary NIC); None = the primary's.
+    secondary_subnet_id: str | None = None
+    # HA-ports rules cannot be narrowed by port: allow the broad Linux policy rule anyway?
+    allow_broad_ha_ports_rule: bool = False
+    # TCP connects per VIP:port when verifying a fix from inside the guest.
+    verify_connects: int = 20
+    # Subscriptions to audit; empty = every subscription the identity can read.
+    subscriptions: tuple[str, ...] = ()
+    use_resource_graph: bool = False
+    # Timer schedules (6-field NCRONTAB).
+    audit_schedule: str = "0 0 */6 * * *"
+    sweep_schedule: str = "0 */15 * * * *"
+    # ARM base URL override (the local emulator); None = public Azure.
+    arm_endpoint: str | None = None
+    # Storage for journal, locks and reports: HAIRPIN_STORAGE_CONNECTION, else AzureWebJobsStorage.
+    storage_connection: str | None = None
+    report_container: str = "hairpin-reports"
+    lock_container: str = "hairpin-locks"
+    journal_table: str = "hairpinjournal"
+    # Blob lease length for pool/VM locks (Azure allows 15-60 s; renewed while working).
+    lock_lease_seconds: int = 60
+    # Run Command: how long one script may take before the step is left pending.
+    run_command_timeout_seconds: int = 900
+    # Event Grid topic for notifications (pending plans, failures); None = no notifications.
+    notify_topic_endpoint: str | None = None
+    # Tag put on NICs this project creates (value "true"); rollback touches nothing else.
+    managed_tag: str = "hairpin-managed"
+
+    _FIELDS: ClassVar[tuple[_Field, ...]]
+    ENV_VARS: ClassVar[tuple[str, ...]]
+
+    def __post_init__(self) -> None:
+        # Direct construction gets the same checks as from_env for the values that matter.
+        if self.mode not in MODES:
+            raise SettingsError(f"mode {self.mode!r}: expected one of {', '.join(MODES)}")
+        if not 1 <= self.verify_connects <= 1000:
+            raise SettingsError("verify_connects must be 1-1000")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from `environ` (default: the process environment)."""
+        if environ is None:
+            import os
+
+            environ = os.environ
+        values: dict[str, Any] = {}
+        for spec in cls._FIELDS:
+            raw = environ.get(spec.env)
+            if raw is None or (raw.strip() == "" and spec.parse is not _bool):
+                continue
+            try:
+                values[spec.name] = spec.parse(raw)
+            except ValueError as exc:
+                shown = raw if len(raw) <= 120 else raw[:117] + "..."
+                raise SettingsError(f"{spec.env}={shown!r}: {exc} ({spec.help})") from None
+        if "storage_connection" not in values:
+            fallback = environ.get("AzureWebJobsStorage", "").strip()
+            if fallback:
+                values["storage_connection"] = fallback
+        return cls(**values)
+
+    def is_opted_in(self, tags: Mapping[str, str] | None) -> bool:
+        """Does a VM's tag set opt it in to unattended apply? (tag names are case-insensitive)"""
+        for name, value in (tags or {}).items():
+            if name.lower() == self.opt_in_tag.lower():
+                return str(value).strip().lower() == self.opt_in_value.lower()
+        return False
+
+    def callers_declared_for(self, vm_id: str, vm_name: str) -> tuple[CallTarget, ...]:
+        """Targets declared in settings for this VM, by ID or by name."""
+        by_id = self.declared_callers.get(arm_ids.normalize(vm_id), ())
+        by_name = self.declared_callers.get(vm_name.lower(), ())
+        return tuple(dict.fromkeys(by_id + by_name))
+
+
+Settings._FIELDS = (
+    _Field("mode", "HAIRPIN_MODE", _mode, "audit, plan or apply"),
+    _Field("opt_in_tag", "HAIRPIN_OPT_IN_TAG", _tag_name, "VM tag name that opts in"),
+    _Field("opt_in_value", "HAIRPIN_OPT_IN_VALUE", _text, "tag value that opts in"),
+    _Field(
+        "maintenance_window", "HAIRPIN_MAINTENANCE_WINDOW", _window, "e.g. 'Sat 01:00-05:00 UTC'"
+    ),
+    _Field(
+        "maintenance_window_tag",
+        "HAIRPIN_MAINTENANCE_WINDOW_TAG",
+        _tag_name,
+        "VM tag with a per-VM window",
+    ),
+    _Field(
+        "declared_callers",
+        "HAIRPIN_DECLARED_CALLERS",
+        _declared_callers,
+        'JSON: {"vm name or id": ["VIP:port", ...]}',
+    ),
+    _Field(
+        "declared_callers_tag",
+        "HAIRPIN_DECLARED_CALLERS_TAG",
+        _tag_name,
+        "VM tag listing VIP:port the VM calls",
+    ),
+    _Field(
+        "secondary_subnet_id",
+        "HAIRPIN_SECONDARY_SUBNET_ID",
+        _subnet_id,
+        "subnet resource ID for managed secondary NICs",
+    ),
+    _Field("allow_broad_ha_ports_rule", "HAIRPIN_ALLOW_BROAD_HA_PORTS_RULE", _bool, "true/false"),
+    _Field(
+        "verify_connects",
+        "HAIRPIN_VERIFY_CONNECTS",
+        _int_between(1, 1000),
+        "connects per VIP:port when verifying",
+    ),
+    _Field(
+        "subscriptions", "HAIRPIN_SUBSCRIPTIONS", _subscriptions, "comma-separated subscription IDs"
+    ),
+    _Field("use_resource_graph", "HAIRPIN_USE_RESOURCE_GRAPH", _bool, "true/false"),
+    _Field("audit_schedule", "HAIRPIN_AUDIT_SCHEDULE", _ncrontab, "6-field NCRONTAB"),
+    _Field("sweep_schedule", "HAIRPIN_SWEEP_SCHEDULE", _ncrontab, "6-field NCRONTAB"),
+    _Field("arm_endpoint", "HAIRPIN_ARM_ENDPOINT", _url, "ARM base URL"),
+    _Field(
+        "storage_connection",
+        "HAIRPIN_STORAGE_CONNECTION",
+        _text,
+        "storage connection string (default: AzureWebJobsStorage)",
+    ),
+    _Field("report_container", "HAIRPIN_REPORT_CONTAINER", _text, "blob container for reports"),
+    _Field("lock_container", "HAIRPIN_LOCK_CONTAINER", _text, "blob container for lease locks"),
+    _Field("journal_table", "HAIRPIN_JOURNAL_TABLE", _text, "table name for the journal"),
+    _Field(
+        "lock_lease_seconds",
+        "HAIRPIN_LOCK_LEASE_SECONDS",
+        _int_between(15, 60),
+        "blob lease length, 15-60 s",
+    ),
+    _Field(
+        "run_command_timeout_seconds",
+        "HAIRPIN_RUN_COMMAND_TIMEOUT_SECONDS",
+        _int_between(30, 5400),
+        "seconds, 30-5400",
+    ),
+    _Field(
+        "notify_topic_endpoint",
+        "HAIRPIN_NOTIFY_TOPIC_ENDPOINT",
+        _url,
+        "Event Grid topic endpoint URL",
+    ),
+    _Field(
+        "managed_tag", "HAIRPIN_MANAGED_TAG", _tag_name, "tag name on NICs this project creates"
+    ),
+)
+# AzureWebJobsStorage is read too (fallback for storage_connection).
+Settings.ENV_VARS = tuple(f.env for f in Settings._FIELDS) + ("AzureWebJobsStorage",)
+
+assert {f.name for f in Settings._FIELDS} == {f.name for f in fields(Settings)}, (
+    "every Settings field must have exactly one environment variable"
+)
