@@ -21,9 +21,13 @@ def main(argv=None) -> int:
     ap.add_argument("--port", type=int, default=0, help="ARM HTTPS port (0: any free port)")
     ap.add_argument("--env-file", help="write KEY=VALUE lines for clients here once listening")
     ap.add_argument("--page-size", type=int, default=100)
+    ap.add_argument("--lro-retry-after", type=int, default=1,
+                    help="Retry-After seconds on running operations (ARM sends one; without it "
+                    "SDK pollers wait their 30 s default)")
     args = ap.parse_args(argv)
 
-    emu = Emulator(args.scenario, host=args.host, port=args.port, page_size=args.page_size)
+    emu = Emulator(args.scenario, host=args.host, port=args.port, page_size=args.page_size,
+                   lro_retry_after=args.lro_retry_after)
     emu.start()
     lines = "".join(f"{k}={v}\n" for k, v in emu.env().items())
     if args.env_file:

@@ -408,7 +408,12 @@ class Emulator:
                 raise ArmError(404, "NotFound", f"Operation {route.operation_id} not found.")
             if route.operation_kind == "operationResults" or query.get("monitor") == "true":
                 return self.ops.result_response(op)
-            return 200, {}, self.ops.status_body(op)
+            body = self.ops.status_body(op)
+            # ARM tells pollers when to come back while the operation runs.
+            headers = {}
+            if self.lro_retry_after is not None and body["status"] == "InProgress":
+                headers["Retry-After"] = str(self.lro_retry_after)
+            return 200, headers, body
         known = {k.split("/")[2] for k in self.store.resource_groups}
         if route.subscription and route.subscription.lower() not in known | {
             self.subscription_id.lower()

@@ -12,8 +12,9 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
+from shared import arm_ids
 from shared.azure.clients import AzureClients
 
 log = logging.getLogger(__name__)
@@ -36,9 +37,13 @@ def discover_subscription(
     clients: AzureClients,
     *,
     include_health: bool = True,
+    include_skus: bool = True,
     on_progress: Progress | None = None,
 ) -> dict:
-    """Return `{"resources", "skus", "health"}` for one subscription (the snapshot format)."""
+    """Return `{"resources", "skus", "health"}` for one subscription (the snapshot format).
+
+    `include_skus=False` / `include_health=False` leave those lists empty, for callers that read
+    them once across many subscriptions (`shared.services.audit`)."""
     listings = {
         "virtualNetworks": lambda: clients.network.virtual_networks.list_all(),
         "networkSecurityGroups": lambda: clients.network.network_security_groups.list_all(),
@@ -51,7 +56,7 @@ def discover_subscription(
         results = {k: f.result() for k, f in futures.items()}
     vms = results["virtualMachines"]
     resources = [doc for kind in listings for doc in results[kind]]
-    skus = discover_skus(clients, vms, on_progress)
+    skus = discover_skus(clients, vms, on_progress) if include_skus else []
     health = discover_health(clients, results["loadBalancers"]) if include_health else []
     return {"resources": resources, "skus": skus, "health": health}
 
@@ -67,7 +72,8 @@ def discover_skus(clients: AzureClients, vms: Iterable[dict], on_progress=None) 
     for location, sizes in sorted(wanted.items()):
         paged = clients.compute.resource_skus.list(filter=f"location eq '{location}'")
         for sku in _collect("skus", paged, on_progress):
-            if sku.get("resourceType") == "virtualMachines" and sku.get("name", "").lower() in sizes:
+            name = sku.get("name", "").lower()
+            if sku.get("resourceType") == "virtualMachines" and name in sizes:
                 skus.append(sku)
     return skus
 
@@ -89,18 +95,185 @@ def hairpin_capable_rules(load_balancer: dict) -> list[dict]:
     return rules
 
 
-def discover_health(clients: AzureClients, load_balancers: Iterable[dict]) -> list[dict]:
-    """Per-rule backend health; a rule whose health cannot be read is left out (unknown)."""
-    health = []
+def discover_health(clients: AzureClients, load_balancers: Iterable[dict], *,
+                    max_workers: int = 1, on_read: Callable[[], None] | None = None) -> list[dict]:
+    """Per-rule backend health; a rule whose health cannot be read is left out (unknown).
+
+    Each read is a long-running operation (POST, then polls), so `max_workers` > 1 overlaps
+    their waits; the result is in load balancer and rule order either way."""
+    targets = []
     for lb in load_balancers:
         parts = lb["id"].split("/")
         group, lb_name = parts[4], parts[8]
-        for rule in hairpin_capable_rules(lb):
-            try:
-                poller = clients.network.load_balancer_load_balancing_rules.begin_health(
-                    group, lb_name, rule["name"]
-                )
-                health.append({"ruleId": rule["id"], "response": poller.result().as_dict()})
-            except HttpResponseError as exc:
-                log.warning("health of rule %s unreadable: %s", rule["id"], exc.message)
-    return health
+        targets += [(group, lb_name, rule) for rule in hairpin_capable_rules(lb)]
+
+    def read(target) -> dict | None:
+        group, lb_name, rule = target
+        try:
+            poller = clients.network.load_balancer_load_balancing_rules.begin_health(
+                group, lb_name, rule["name"]
+            )
+            return {"ruleId": rule["id"], "response": poller.result().as_dict()}
+        except HttpResponseError as exc:
+            log.warning("health of rule %s unreadable: %s", rule["id"], exc.message)
+            return None
+        finally:
+            if on_read:
+                on_read()
+
+    if max_workers > 1 and len(targets) > 1:
+        with ThreadPoolExecutor(max_workers=min(max_workers, len(targets))) as pool:
+            results = list(pool.map(read, targets))
+    else:
+        results = [read(t) for t in targets]
+    return [h for h in results if h is not None]
+
+
+# --------------------------------------------------------------------------- narrow scopes
+
+_VM = "microsoft.compute/virtualmachines"
+_NIC = "microsoft.network/networkinterfaces"
+_LB = "microsoft.network/loadbalancers"
+_VNET = "microsoft.network/virtualnetworks"
+
+
+def _top(resource_id: str | None) -> tuple[str, str] | None:
+    """(normalised key, ID) of the top-level resource holding `resource_id`, None if unparsable."""
+    parsed = arm_ids.try_parse(resource_id) if resource_id else None
+    if parsed is None or not parsed.types:
+        return None
+    top = parsed.top_level
+    return top.key, str(top)
+
+
+def _refs(doc: dict) -> dict[str, set[str]]:
+    """Top-level IDs one document points at, by type: a VM's NICs; a NIC's VM, load balancers
+    (through its pools) and VNets; a load balancer's member NICs and VNets."""
+    out: dict[str, set[str]] = {_VM: set(), _NIC: set(), _LB: set(), _VNET: set()}
+
+    def add(resource_id: str | None) -> None:
+        found = _top(resource_id)
+        if found is not None:
+            rtype = (arm_ids.try_parse(found[1]).type or "").lower()
+            if rtype in out:
+                out[rtype].add(found[1])
+
+    props = doc.get("properties") or {}
+    kind = (doc.get("type") or "").lower()
+    if kind == _VM:
+        for ref in (props.get("networkProfile") or {}).get("networkInterfaces") or []:
+            add(ref.get("id"))
+    elif kind == _NIC:
+        add((props.get("virtualMachine") or {}).get("id"))
+        for cfg in props.get("ipConfigurations") or []:
+            cp = cfg.get("properties") or {}
+            add((cp.get("subnet") or {}).get("id"))
+            for pool in cp.get("loadBalancerBackendAddressPools") or []:
+                add(pool.get("id"))
+    elif kind == _LB:
+        for fe in props.get("frontendIPConfigurations") or []:
+            add(((fe.get("properties") or {}).get("subnet") or {}).get("id"))
+        for pool in props.get("backendAddressPools") or []:
+            pp = pool.get("properties") or {}
+            for cfg in pp.get("backendIPConfigurations") or []:
+                add(cfg.get("id"))
+            for address in pp.get("loadBalancerBackendAddresses") or []:
+                ap = address.get("properties") or {}
+                add((ap.get("virtualNetwork") or {}).get("id"))
+                add((ap.get("networkInterfaceIPConfiguration") or {}).get("id"))
+    return out
+
+
+def _get_one(clients_for: Callable[[str], AzureClients], resource_id: str) -> dict | None:
+    """One GET (VMs with their instance view); None when the resource is gone."""
+    parsed = arm_ids.parse(resource_id)
+    clients = clients_for(parsed.subscription)
+    group, name = parsed.resource_group, parsed.name
+    kind = (parsed.type or "").lower()
+    try:
+        if kind == _VM:
+            found = clients.compute.virtual_machines.get(group, name, expand="instanceView")
+        elif kind == _NIC:
+            found = clients.network.network_interfaces.get(group, name)
+        elif kind == _LB:
+            found = clients.network.load_balancers.get(group, name)
+        elif kind == _VNET:
+            found = clients.network.virtual_networks.get(group, name)
+        else:
+            raise ValueError(f"narrow discovery cannot read {parsed.type}")
+    except ResourceNotFoundError:
+        return None
+    return found.as_dict()
+
+
+def discover_scope(
+    clients_for: Callable[[str], AzureClients],
+    *,
+    vm_ids: Iterable[str] = (),
+    nic_ids: Iterable[str] = (),
+    lb_ids: Iterable[str] = (),
+    include_health: bool = True,
+    max_workers: int = 8,
+) -> dict:
+    """A snapshot of what the given VMs, NICs and load balancers touch, for event handling.
+
+    Subjects are the given VMs, the VMs of the given NICs and the members of the given load
+    balancers. The snapshot holds each subject with its NICs, every load balancer those NICs
+    are pool members of, every member (NIC and VM, for power state) of those load balancers'
+    pools, the VNets involved, the SKUs of the sizes in use and the rules' health: exactly what
+    the risk evaluation of the subjects reads. Every resource is read once, by one GET; the
+    GETs of one round run in parallel. Limits, by design: members' *other* load balancers are
+    not followed, so findings for peers may lack inferred-caller evidence; IP-based pool
+    memberships are found only from the load balancer side; free-IP candidates only know the
+    NICs read here (check availability before using one).
+    `clients_for(subscription_id)` gives the clients of a subscription (`ServiceContext.clients`).
+    """
+    docs: dict[str, dict] = {}
+    missing: set[str] = set()
+    pool = ThreadPoolExecutor(max_workers=max_workers)
+
+    def fetch(ids: Iterable[str]) -> list[dict]:
+        """GET the top-level resources of `ids` not read yet; return all of them that exist."""
+        tops = [t for t in (_top(r) for r in ids) if t is not None]
+        new = {key: rid for key, rid in tops if key not in docs and key not in missing}
+        for key, doc in zip(new, pool.map(lambda r: _get_one(clients_for, r), new.values()),
+                            strict=True):
+            if doc is None:
+                missing.add(key)
+            else:
+                docs[key] = doc
+        return [docs[key] for key in dict.fromkeys(k for k, _ in tops) if key in docs]
+
+    def refs(found: Iterable[dict], kind: str) -> set[str]:
+        return {rid for doc in found for rid in _refs(doc)[kind]}
+
+    try:
+        seeds_vm = fetch(list(vm_ids))
+        seeds_nic = fetch(list(nic_ids))
+        seeds_lb = fetch(list(lb_ids))
+        # Subjects: given VMs, VMs of given NICs, members of given load balancers.
+        member_nics = fetch(sorted(refs(seeds_lb, _NIC)))
+        subjects = seeds_vm + fetch(sorted(refs(seeds_nic + member_nics, _VM)))
+        subject_nics = fetch(sorted(refs(subjects, _NIC) | refs(seeds_nic, _NIC)))
+        lbs = fetch(sorted(refs(subject_nics, _LB) | {d["id"] for d in seeds_lb}))
+        peer_nics = fetch(sorted(refs(lbs, _NIC)))
+        fetch(sorted(refs(peer_nics, _VM)))
+        fetch(sorted(refs(subject_nics + peer_nics + lbs, _VNET)))
+    finally:
+        pool.shutdown(wait=True)
+
+    resources = list(docs.values())
+    skus: list[dict] = []
+    health: list[dict] = []
+    by_sub: dict[str, dict[str, list[dict]]] = {}
+    for doc in resources:
+        kind = (doc.get("type") or "").lower()
+        if kind in (_VM, _LB):
+            sub = arm_ids.parse(doc["id"]).subscription.lower()
+            by_sub.setdefault(sub, {_VM: [], _LB: []})[kind].append(doc)
+    for sub, found in sorted(by_sub.items()):
+        clients = clients_for(sub)
+        skus += discover_skus(clients, found[_VM])
+        if include_health:
+            health += discover_health(clients, found[_LB], max_workers=max_workers)
+    return {"resources": resources, "skus": skus, "health": health}
