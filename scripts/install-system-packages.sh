@@ -1,10 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the namespace fabric (iptables, nftables, iproute2) and the HTML
+# Installs the Debian packages the namespace fabric (iproute2, nftables, util-linux) and the HTML
 # report check (chromium) need. Only as root; otherwise the tests that need them skip and say so.
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
-command -v iptables >/dev/null || need+=(iptables)
 command -v nft >/dev/null || need+=(nftables)
 command -v chromium >/dev/null || need+=(chromium)
 command -v unshare >/dev/null || need+=(util-linux)
