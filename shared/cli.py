@@ -12,6 +12,9 @@ import logging
 import sys
 
 from shared import __version__
+from shared.commands import UsageError
+
+__all__ = ["UsageError", "build_parser", "main"]
 
 COMMAND_MODULES = (
     "shared.commands.audit",
@@ -21,10 +24,6 @@ COMMAND_MODULES = (
 )
 
 EXIT_ERROR = 2
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one clear line for the operator; details with -v
-        logging.getLogger("hairpin").debug("failed", exc_info=True)
-        print(f"hairpin {args.command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        logging.getLogger("hairpin").info("failed", exc_info=True)
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        hint = "" if args.verbose else " (run with -v for details)"
+        print(f"hairpin {args.command}: error: {type(exc).__name__}: {first_line}{hint}",
+              file=sys.stderr)
         return EXIT_ERROR
 
 

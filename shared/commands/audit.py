@@ -121,7 +121,7 @@ def _azure_message(exc: AzureError) -> str:
 
 
 def _usage(message: str) -> Exception:
-    from shared.cli import UsageError
+    from shared.commands import UsageError
 
     return UsageError(message)
 
