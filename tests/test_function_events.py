@@ -1,0 +1,153 @@
+"""The Functions wiring of the event path: the Event Grid trigger and the drift-sweep timer in
+function_app.py, found through `app.get_functions()` and invoked with `azure.functions`
+objects (Core Tools cannot be installed here; AZURE-FACTS section 6)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import azure.functions as func
+import pytest
+from azure.functions.timer import TimerRequest
+
+from shared.services import events as event_service
+from tests.test_events import (
+    OWN_IDENTITY,
+    VM1,
+    RecordingRemediation,
+    ago,
+    arm_event,
+    make_ctx,
+    processor,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_app():
+    """A fresh import of function_app.py: get_functions() may run once per FunctionApp."""
+    name = f"function_app_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(name, ROOT / "function_app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return {f.get_function_name(): f for f in module.app.get_functions()}
+
+
+@pytest.fixture(scope="module")
+def functions():
+    return load_app()
+
+
+def as_functions_event(raw: dict) -> func.EventGridEvent:
+    return func.EventGridEvent(
+        id=raw["id"], data=raw["data"], topic=raw["topic"], subject=raw["subject"],
+        event_type=raw["eventType"],
+        event_time=datetime.fromisoformat(raw["eventTime"][:26]).replace(tzinfo=UTC),
+        data_version=raw["dataVersion"])
+
+
+def test_event_grid_trigger_binding(functions):
+    f = functions["on_resource_event"]
+    assert json.loads(f.get_function_json())["bindings"] == [
+        {"direction": "IN", "type": "eventGridTrigger", "name": "event"}]
+    assert f.get_trigger().type == "eventGridTrigger"
+
+
+def test_sweep_timer_binding(functions):
+    f = functions["drift_sweep"]
+    (binding,) = json.loads(f.get_function_json())["bindings"]
+    assert binding["type"] == "timerTrigger" and binding["direction"] == "IN"
+    assert binding["schedule"] == "%HAIRPIN_SWEEP_SCHEDULE%"  # app setting, see infra/main.json
+    assert binding["runOnStartup"] is False and binding["useMonitor"] is True
+
+
+@pytest.fixture
+def installed_processor(emulator, storage_ns, monkeypatch):
+    """The trigger's processor, on the emulator + Azurite with a recording remediation."""
+    emu = emulator()
+    ctx = make_ctx(emu, storage_ns)
+    rem = RecordingRemediation()
+    p = processor(ctx, rem)
+    monkeypatch.setattr(event_service, "_default", p)
+    return emu, ctx, rem
+
+
+@pytest.mark.azurite
+def test_trigger_handles_functions_event_objects(functions, installed_processor):
+    emu, ctx, rem = installed_processor
+    call = functions["on_resource_event"].get_user_function()
+    raw = arm_event("Microsoft.Compute/virtualMachines/start/action", VM1, at=ago(30))
+    assert call(as_functions_event(raw)) is None
+    assert rem.of("apply") == [VM1.lower()]
+    call(as_functions_event(raw))  # Event Grid delivered it twice: one remediation
+    assert rem.of("apply") == [VM1.lower()]
+    # Irrelevant and malformed events are acknowledged (no exception, no work).
+    other = arm_event("Microsoft.Compute/virtualMachines/write", VM1)
+    other["data"]["operationName"] = "Microsoft.Storage/storageAccounts/write"
+    call(as_functions_event(other))
+    broken = arm_event("Microsoft.Compute/virtualMachines/write", VM1)
+    broken["subject"] = broken["data"]["resourceUri"] = "garbage"
+    call(as_functions_event(broken))
+    assert rem.of("apply") == [VM1.lower()]
+    (rejected,) = ctx.journal.history(None, 5, action="event-rejected")
+    assert rejected.trigger.event_id == broken["id"]
+
+
+@pytest.mark.azurite
+def test_trigger_raises_on_transient_failure_so_event_grid_retries(functions,
+                                                                  installed_processor):
+    from azure.core.exceptions import HttpResponseError
+
+    emu, ctx, rem = installed_processor
+    call = functions["on_resource_event"].get_user_function()
+    raw = arm_event("Microsoft.Compute/virtualMachines/write", VM1, at=ago(30))
+    emu.faults.add("GET", r"/virtualMachines/vm1$", 429, retry_after=120, times=None)
+    with pytest.raises(Exception) as caught:
+        call(as_functions_event(raw))
+    assert event_service.is_transient(caught.value)
+    assert not isinstance(caught.value, HttpResponseError) or caught.value.status_code == 429
+    emu.faults.clear()
+    call(as_functions_event(raw))  # the retry
+    assert rem.of("apply") == [VM1.lower()]
+
+
+@pytest.mark.azurite
+def test_sweep_timer_runs_a_sweep_from_app_settings(functions, emulator, storage_ns,
+                                                    monkeypatch):
+    from shared.storage.reports import ReportStore
+
+    emu = emulator(lro_retry_after=1)  # LROs answer Retry-After, as ARM does
+    env = {"HAIRPIN_MODE": "plan", "HAIRPIN_SUBSCRIPTIONS": emu.subscription_id,
+           "HAIRPIN_DECLARED_CALLERS": json.dumps({"vm1": ["10.0.1.100:1972"]}),
+           "HAIRPIN_STORAGE_CONNECTION": storage_ns.connection_string,
+           "HAIRPIN_JOURNAL_TABLE": storage_ns.table("journal"),
+           "HAIRPIN_REPORT_CONTAINER": storage_ns.container("reports"),
+           "HAIRPIN_LOCK_CONTAINER": storage_ns.container("locks"),
+           "HAIRPIN_LOCK_LEASE_SECONDS": "15", "HAIRPIN_SWEEP_BUDGET_SECONDS": "300"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    call = functions["drift_sweep"].get_user_function()
+    assert call(TimerRequest(past_due=False)) is None
+    store = ReportStore(storage_ns.blob_service(), container=storage_ns.container("reports"))
+    run = store.sweeps.latest()
+    assert run is not None and run.summary["complete"] is True
+    summary = store.sweeps.read_json(run)
+    assert summary["vms"] == 2 and summary["at_risk"] == 2
+    assert summary["actions"] == {"apply:pending": 2}  # mode plan: the plan is recorded
+    assert sorted(p["vm_id"] for p in summary["pending"]) == [VM1, VM1[:-1] + "2"]
+    assert emu.requests.writes() == []
+
+
+def test_identity_env_var_names_are_stable():
+    from shared import events
+
+    assert (events.ENV_PRINCIPAL_ID, events.ENV_CLIENT_ID, events.ENV_IDENTITY_RESOURCE_ID) == (
+        "HAIRPIN_IDENTITY_PRINCIPAL_ID", "HAIRPIN_IDENTITY_CLIENT_ID",
+        "HAIRPIN_IDENTITY_RESOURCE_ID")
+    assert OWN_IDENTITY  # the tests' own identity is a complete one
