@@ -5,10 +5,11 @@ public frontend), one or two TCP rules per frontend, and NIC-based pools of 2-4 
 the ILB's own group of ten VMs (mirror-like; a few IP-based pools). Every VM has two NICs (the
 second is a data NIC in no pool), half the rules have health (one member Up).
 
-Targets (issue 3): the evaluation (risk.evaluate: topology + settings -> findings) under 1 s and
-the process under 500 MB. Building the topology from the raw documents is timed and printed
-separately (it is part of every audit, next to discovery's network time). Times are the best of
---repeat runs, as CPU time of this process, because the benchmark machine is shared.
+Targets: building the topology from the raw documents plus the evaluation (Topology.from_documents
++ risk.evaluate: documents + settings -> findings) under 1 s together, and the process under
+500 MB. Build and evaluation are also printed separately. Times are the best of --repeat runs, as
+CPU time of this process, because the benchmark machine is shared; the previous run's results
+are released before the next run starts, so freeing them is not timed.
 
     .venv/bin/python bench/bench_evaluate.py [--vms 10000] [--lbs 1000]
 """
@@ -347,12 +348,17 @@ def main(argv=None) -> int:
         evaluation = evaluate(topology, settings)
         w2, c2 = time.perf_counter(), time.process_time()
         runs.append({"build": c1 - c0, "evaluate": c2 - c1, "wall": w2 - w0})
-        del topology
+        findings_count = len(evaluation.findings)
+        sev = evaluation.severity_counts()
+        not_affected = dict(evaluation.not_affected_counts())
+        # Free this run's results outside the timed section (else the next run pays for it).
+        del topology, evaluation
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     best_eval = min(r["evaluate"] for r in runs)
     best_build = min(r["build"] for r in runs)
     best_total = min(r["build"] + r["evaluate"] for r in runs)
     median_eval = sorted(r["evaluate"] for r in runs)[len(runs) // 2]
+    median_total = sorted(r["build"] + r["evaluate"] for r in runs)[len(runs) // 2]
     best_wall = min(r["wall"] for r in runs)
 
     peak_traced = None
@@ -363,7 +369,6 @@ def main(argv=None) -> int:
         peak_traced = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
 
-    sev = evaluation.severity_counts()
     print(
         f"estate: {counts.get('Microsoft.Compute/virtualMachines', 0)} VMs, "
         f"{counts.get('Microsoft.Network/networkInterfaces', 0)} NICs, "
@@ -372,12 +377,12 @@ def main(argv=None) -> int:
         f"{len(health)} rule health entries"
     )
     print(
-        f"evaluate: {best_eval:.3f} s (best of {len(runs)} runs, CPU time; "
-        f"median {median_eval:.3f} s)"
+        f"build + evaluate: {best_total:.3f} s (best of {len(runs)} runs, CPU time; "
+        f"median {median_total:.3f} s; best wall {best_wall:.3f} s)"
     )
     print(
-        f"topology build: {best_build:.3f} s; build + evaluate: {best_total:.3f} s CPU, "
-        f"{best_wall:.3f} s wall"
+        f"  topology build: {best_build:.3f} s; evaluate: {best_eval:.3f} s "
+        f"(median {median_eval:.3f} s)"
     )
     print(
         f"memory: peak RSS {rss_after:.0f} MB (generated documents alone {rss_before:.0f} MB)"
@@ -388,14 +393,14 @@ def main(argv=None) -> int:
         )
     )
     print(
-        f"findings: {len(evaluation.findings)} (high {sev['high']}, medium {sev['medium']}, "
-        f"info {sev['info']}); not affected: {dict(evaluation.not_affected_counts())}"
+        f"findings: {findings_count} (high {sev['high']}, medium {sev['medium']}, "
+        f"info {sev['info']}); not affected: {not_affected}"
     )
-    ok_time = best_eval < 1.0
+    ok_time = best_total < 1.0
     ok_mem = rss_after < 500
     print(
-        f"targets: evaluate time {'OK' if ok_time else 'MISSED'} (< 1 s), "
-        f"memory {'OK' if ok_mem else 'MISSED'} (< 500 MB)"
+        f"targets: build + evaluate time {'OK' if ok_time else 'MISSED'} (< 1 s CPU), "
+        f"memory {'OK' if ok_mem else 'MISSED'} (< 500 MB peak RSS)"
     )
     return 0 if ok_time and ok_mem else 1
 

@@ -17,13 +17,14 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
 
 from shared import ipam
 from shared.arm_ids import normalize
 from shared.settings import CallTarget, Settings, parse_call_targets
-from shared.topology import LbRule, Topology, Unknown, Vm, gc_paused
+from shared.topology import LbRule, PoolMember, Topology, Unknown, Vm, gc_paused
 
 __all__ = [
     "SEVERITIES",
@@ -301,6 +302,10 @@ class _Evaluator:
         self._rule_views: dict[str, tuple] = {}
         self._remediations: dict[tuple[str, bool], Remediation] = {}
         self._gateways: dict[str, str | None] = {}
+        self._full_subnets: dict[str, Issue] = {}
+        self._member_keys: dict[str, set[str]] = {}
+        self._member_vms: dict[str, list[tuple[PoolMember, Vm | None]]] = {}
+        self._parsed_tags: dict[str, tuple[tuple[CallTarget, ...], str | None]] = {}
         self._ports: dict[str, Port] = {}
         self._port_texts: dict[str, str] = {}
 
@@ -326,11 +331,15 @@ class _Evaluator:
         return out
 
     def vm_member_keys(self, vm: Vm) -> set[str]:
-        keys: set[str] = set()
-        for nk in vm.nic_keys:
-            nic = self.t.nics.get(nk)
-            if nic is not None:
-                keys.update(c.key for c in nic.ip_configs)
+        """The VM's ipConfiguration keys (cached: findings and pool peers both need them)."""
+        keys = self._member_keys.get(vm.key)
+        if keys is None:
+            keys = set()
+            for nk in vm.nic_keys:
+                nic = self.t.nics.get(nk)
+                if nic is not None:
+                    keys.update(c.key for c in nic.ip_configs)
+            self._member_keys[vm.key] = keys
         return keys
 
     # ----------------------------------------------------------------- likelihood
@@ -398,14 +407,26 @@ class _Evaluator:
         errors: list[str] = []
         tag_value = vm.tag(self.s.declared_callers_tag)
         if tag_value is not None:
-            try:
-                targets += [("tag", t) for t in parse_call_targets(tag_value)]
-            except ValueError as exc:
-                errors.append(f"tag {self.s.declared_callers_tag} could not be read: {exc}")
-        targets += [("settings", t) for t in self.s.callers_declared_for(vm.id, vm.name)]
+            parsed, error = self._tag_targets(tag_value)
+            targets += [("tag", t) for t in parsed]
+            if error is not None:
+                errors.append(f"tag {self.s.declared_callers_tag} could not be read: {error}")
+        if self.s.declared_callers:  # usually empty: skip normalising every VM's ID
+            targets += [("settings", t) for t in self.s.callers_declared_for(vm.id, vm.name)]
         result = (tuple(targets), tuple(errors))
         self._declared[vm.key] = result
         return result
+
+    def _tag_targets(self, tag_value: str) -> tuple[tuple[CallTarget, ...], str | None]:
+        """Parsed tag value or the parse error, cached: estates repeat the same few values."""
+        cached = self._parsed_tags.get(tag_value)
+        if cached is None:
+            try:
+                cached = (parse_call_targets(tag_value), None)
+            except ValueError as exc:
+                cached = ((), str(exc))
+            self._parsed_tags[tag_value] = cached
+        return cached
 
     # ----------------------------------------------------------------- remediation
     def used_ips(self, subnet_key: str) -> set:
@@ -604,11 +625,19 @@ class _Evaluator:
         # Each VM gets its own candidate (handed out in VM-ID order, so deterministic).
         candidate = allocator.take(prefer)
         if candidate is None:
-            blockers.append(
-                Issue("subnet_full", f"subnet {subnet.name} ({subnet.prefix}) has no free address")
-            )
+            blockers.append(self._subnet_full(subnet))
             return
         hints["candidate_ip"] = str(candidate)
+
+    def _subnet_full(self, subnet) -> Issue:
+        """One immutable blocker per full subnet, shared by its VMs (formatting it is not free)."""
+        issue = self._full_subnets.get(subnet.key)
+        if issue is None:
+            issue = Issue(
+                "subnet_full", f"subnet {subnet.name} ({subnet.prefix}) has no free address"
+            )
+            self._full_subnets[subnet.key] = issue
+        return issue
 
     def _pool_peers(
         self, vm: Vm, needs_deallocation: bool | None, blockers: list[Issue], unknowns: list[Issue]
@@ -622,12 +651,9 @@ class _Evaluator:
         will_go_down = needs_deallocation is not False and vm.power_state != "stopped"
         for pk in pool_keys:
             running, stopped, unsure = set(), set(), set()
-            for m in t.pool_members.get(pk, ()):
+            for m, peer in self._pool_member_vms(pk):
                 if m.ip_config_key in own:
                     continue
-                cfg = t.ip_configs.get(m.ip_config_key) if m.ip_config_key else None
-                peer_key = t.nic_vm.get(cfg.nic_key) if cfg else None
-                peer = t.vms.get(peer_key) if peer_key else None
                 if peer is None:
                     unsure.add(m.ip if m.ip is not None else "an unknown member")
                 elif peer.key == vm.key:
@@ -670,6 +696,19 @@ class _Evaluator:
                 )
         return tuple(sorted(takeover)), tuple(sorted(not_running))
 
+    def _pool_member_vms(self, pool_key: str) -> list[tuple[PoolMember, Vm | None]]:
+        """A pool's members with their VMs (cached: every VM of the pool looks at its peers)."""
+        rows = self._member_vms.get(pool_key)
+        if rows is None:
+            t = self.t
+            rows = []
+            for m in t.pool_members.get(pool_key, ()):
+                cfg = t.ip_configs.get(m.ip_config_key) if m.ip_config_key else None
+                vm_key = t.nic_vm.get(cfg.nic_key) if cfg else None
+                rows.append((m, t.vms.get(vm_key) if vm_key else None))
+            self._member_vms[pool_key] = rows
+        return rows
+
     def remediation(self, vm: Vm, ports: tuple[Port, ...]) -> Remediation:
         """Cached per (VM, HA-ports or not): immutable, so findings of one VM share it."""
         ha_ports = any(p.ha_ports for p in ports)
@@ -689,21 +728,19 @@ class _Evaluator:
             takeover,
             not_running,
         ) = self.vm_remediation(vm)
-        blockers = list(blockers)
-        notes = list(notes)
         if ha_ports:
             if vm.os_type == "Linux" and not self.s.allow_broad_ha_ports_rule:
-                blockers.append(
+                blockers += (
                     Issue(
                         "ha_ports_needs_broad_rule",
                         "HA-ports rule: the Linux policy rule cannot be narrowed by "
                         "port; set HAIRPIN_ALLOW_BROAD_HA_PORTS_RULE to accept the "
                         "broad rule (it also reroutes local traffic between the VM's "
                         "two addresses)",
-                    )
+                    ),
                 )
             elif vm.os_type == "Linux":
-                notes.append("HA-ports rule: the broad Linux policy rule is allowed by settings")
+                notes += ("HA-ports rule: the broad Linux policy rule is allowed by settings",)
         if blockers:
             feasible: bool | str = False
         elif unknowns:
@@ -712,11 +749,11 @@ class _Evaluator:
             feasible = True
         return Remediation(
             feasible,
-            tuple(blockers),
-            tuple(unknowns),
+            blockers,
+            unknowns,
             needs_new_nic,
             needs_deallocation,
-            tuple(notes),
+            notes,
             MappingProxyType(dict(hints)),
             takeover,
             not_running,
@@ -749,7 +786,6 @@ class _Evaluator:
 
         findings: list[tuple[tuple, Finding]] = []
         not_affected: list[tuple[tuple, NotAffected]] = []
-        own_cache: dict[str, set[str]] = {}
         names: dict[str, str] = {}
         # Sorted so candidate IPs are handed out in a stable order.
         for vm_key, fk in sorted(exposures):
@@ -789,15 +825,13 @@ class _Evaluator:
                     )
                 )
                 continue
-            own = own_cache.get(vm_key)
-            if own is None:
-                own = own_cache[vm_key] = self.vm_member_keys(vm)
+            own = self.vm_member_keys(vm)
             finding = self.finding(
                 vm, fe, fe_ip, active, floating, pairs, own, co_hosted.get(vm_key, [])
             )
             findings.append(((_SEVERITY_RANK[finding.severity], *order), finding))
-        findings.sort(key=lambda item: item[0])
-        not_affected.sort(key=lambda item: item[0])
+        findings.sort(key=itemgetter(0))
+        not_affected.sort(key=itemgetter(0))
         ordered = tuple(f for _, f in findings)
         return Evaluation(
             ordered, tuple(n for _, n in not_affected), t.unknowns, {f.id: f for f in ordered}
@@ -825,7 +859,6 @@ class _Evaluator:
                 )
             )
         ports = tuple(ports)
-        frontend_ports = tuple(p.frontend_port for p in ports if p.frontend_port is not None)
 
         odds = [self.rule_odds(r, own) for r in active]
         worst = (
@@ -838,18 +871,20 @@ class _Evaluator:
 
         # Caller evidence: declared beats inferred beats none.
         declared, tag_errors = self.declared_targets(vm)
-        matching = (
-            [(src, tgt) for src, tgt in declared if tgt.matches(fe_ip, frontend_ports)]
-            if declared
-            else []
-        )
-        other_ips = [label for _, fk, label in co_hosted if fk != fe.key]
+        matching = []
+        if declared:
+            frontend_ports = tuple(p.frontend_port for p in ports if p.frontend_port is not None)
+            matching = [(src, tgt) for src, tgt in declared if tgt.matches(fe_ip, frontend_ports)]
         if matching:
             caller = "declared"
         elif len(co_hosted) >= 2:
             caller = "inferred"
         else:
             caller = "none"
+        # Only the reason of an inferred caller names the VM's other VIPs.
+        other_ips = (
+            [label for _, fk, label in co_hosted if fk != fe.key] if caller == "inferred" else []
+        )
 
         if caller == "none":
             severity = "info"

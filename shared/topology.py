@@ -1056,11 +1056,14 @@ class _Builder:
                 members.setdefault(pk, {})[("c", cfg.key)] = PoolMember(
                     cfg.key, cfg.private_ip, "nic"
                 )
-        # Pool side: backendIPConfigurations (the NIC may be outside the documents).
+        # Pool side: backendIPConfigurations (the NIC may be outside the documents). A member
+        # the NIC side already added is the same value: not built twice.
         for pk, refs in pool_refs.items():
+            found = members[pk]
             for ck in refs:
-                cfg = ip_configs.get(ck)
-                members[pk][("c", ck)] = PoolMember(ck, cfg.private_ip if cfg else None, "nic")
+                if ("c", ck) not in found:
+                    cfg = ip_configs.get(ck)
+                    found[("c", ck)] = PoolMember(ck, cfg.private_ip if cfg else None, "nic")
         # IP-based entries: match a NIC by private IP inside the pool's VNet. Only addresses
         # that some pool names are indexed (most estates have few IP-based pools).
         wanted = {a.ip for pool in pools.values() for a in pool.addresses if a.ip is not None}
