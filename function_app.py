@@ -5,7 +5,9 @@ import json
 
 import azure.functions as func
 
-from shared.services import health
+from shared.services import audit, fix_api, health
+from shared.services import events as event_service
+from shared.services import sweep as sweep_service
 from shared.settings import Settings
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -23,3 +25,55 @@ def health_check(req: func.HttpRequest) -> func.HttpResponse:
                                   storage_probe=health.storage_probe(settings))
     return _json(report, 200 if report["status"] == "ok" else 503)
 
+
+@app.timer_trigger(arg_name="timer", schedule="%HAIRPIN_AUDIT_SCHEDULE%", run_on_startup=False)
+def scheduled_audit(timer: func.TimerRequest) -> None:
+    # The host resolves %HAIRPIN_AUDIT_SCHEDULE% from app settings (Settings.audit_schedule).
+    audit.scheduled_audit(audit.context_for_trigger(Settings.from_env()))
+
+
+@app.route(route="audit", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def get_audit(req: func.HttpRequest) -> func.HttpResponse:
+    as_html = audit.prefers_html(req.headers.get("Accept"))
+    found = audit.latest_or_fresh(audit.context_for_trigger(Settings.from_env()),
+                                  audit.is_true(req.params.get("fresh")), html=as_html)
+    if as_html:
+        return func.HttpResponse(found.html, mimetype="text/html", charset="utf-8")
+    return _json(found.report)
+
+
+@app.event_grid_trigger(arg_name="event")
+def on_resource_event(event: func.EventGridEvent) -> None:
+    # Subscription system-topic events (infra/eventgrid.json). Raises only on transient
+    # failures, so that Event Grid delivers the event again; the rest is acknowledged.
+    event_service.handle_event(event)
+
+
+@app.timer_trigger(arg_name="timer", schedule="%HAIRPIN_SWEEP_SCHEDULE%", run_on_startup=False,
+                   use_monitor=True)
+def drift_sweep(timer: func.TimerRequest) -> None:
+    # %HAIRPIN_SWEEP_SCHEDULE% comes from app settings (Settings.sweep_schedule).
+    sweep_service.sweep_from_env()
+
+
+def _fix_response(resp: fix_api.ApiResponse) -> func.HttpResponse:
+    return func.HttpResponse(resp.json(), status_code=resp.status, headers=resp.headers,
+                             mimetype="application/json")
+
+
+@app.route(route="fix", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def fix_post(req: func.HttpRequest) -> func.HttpResponse:
+    # Dry run by default; {"approve": "<plan hash>"} queues the apply (202 + status URL).
+    return _fix_response(fix_api.http_post(req.get_body(),
+                                           req.headers.get("x-ms-client-principal-name")))
+
+
+@app.route(route="fix/{operation}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+def fix_status(req: func.HttpRequest) -> func.HttpResponse:
+    return _fix_response(fix_api.http_get(req.route_params.get("operation", "")))
+
+
+@app.queue_trigger(arg_name="msg", queue_name=fix_api.FIX_QUEUE, connection="AzureWebJobsStorage")
+def fix_worker(msg: func.QueueMessage) -> None:
+    # The approved apply, from the queue POST /api/fix wrote; status goes to the journal.
+    fix_api.http_worker(msg.get_body())

@@ -41,7 +41,8 @@ ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 )
 START_TIMEOUT_S = 60
-_LISTENING = re.compile(r"Azurite (Blob|Table) service is successfully listening at (http://\S+)")
+_LISTENING = re.compile(
+    r"Azurite (Blob|Table|Queue) service is successfully listening at (http://\S+)")
 
 
 @dataclass(frozen=True)
@@ -50,12 +51,14 @@ class Azurite:
 
     blob_endpoint: str  # http://127.0.0.1:PORT/devstoreaccount1
     table_endpoint: str
+    queue_endpoint: str = ""  # Azurite serves queues too (the fix API's work queue)
 
     @property
     def connection_string(self) -> str:
         return (
             f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
             f"BlobEndpoint={self.blob_endpoint};TableEndpoint={self.table_endpoint};"
+            + (f"QueueEndpoint={self.queue_endpoint};" if self.queue_endpoint else "")
         )
 
     def blob_service(self):
@@ -119,16 +122,17 @@ def _start(workdir: Path) -> tuple[subprocess.Popen, Azurite]:
             m = _LISTENING.search(line)
             if m:
                 endpoints[m.group(1)] = m.group(2).rstrip("/")
-                if len(endpoints) == 2:
+                if len(endpoints) == 3:
                     ready.set()
         ready.set()  # process ended
 
     threading.Thread(target=drain, name="azurite-output", daemon=True).start()
-    if not ready.wait(START_TIMEOUT_S) or len(endpoints) != 2:
+    if not ready.wait(START_TIMEOUT_S) or len(endpoints) != 3:
         _stop(proc)
         pytest.fail("Azurite did not start: " + " | ".join(output), pytrace=False)
     return proc, Azurite(blob_endpoint=f"{endpoints['Blob']}/{ACCOUNT_NAME}",
-                         table_endpoint=f"{endpoints['Table']}/{ACCOUNT_NAME}")
+                         table_endpoint=f"{endpoints['Table']}/{ACCOUNT_NAME}",
+                         queue_endpoint=f"{endpoints['Queue']}/{ACCOUNT_NAME}")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -144,7 +148,8 @@ def _stop(proc: subprocess.Popen) -> None:
 def _from_connection_string(conn: str) -> Azurite:
     parts = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
     return Azurite(blob_endpoint=parts["BlobEndpoint"].rstrip("/"),
-                   table_endpoint=parts["TableEndpoint"].rstrip("/"))
+                   table_endpoint=parts["TableEndpoint"].rstrip("/"),
+                   queue_endpoint=parts.get("QueueEndpoint", "").rstrip("/"))
 
 
 @pytest.fixture(scope="session")

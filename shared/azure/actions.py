@@ -1,0 +1,330 @@
+"""Adapter: the writes remediation makes, each through the real SDK (`begin_*` LROs + `.result()`).
+
+- managed NIC: create (If-None-Match: * so a concurrent creator is never overwritten), read;
+- attach/detach: VM PUT of the NIC list with If-Match on the VM's etag (NIC changes need the VM
+  deallocated: AZURE-FACTS section 2);
+- deallocate, start;
+- Run Command: one script at a time per VM (409 Conflict -> wait and retry with backoff within
+  the budget), VM not running / agent not ready -> `RunCommandPending` (a clear pending state),
+  output parsed with `guest_scripts.parse_run_command_output`;
+- delete NIC: only a NIC tagged `<managed_tag>=true`, re-read just before, If-Match its etag.
+
+Every write is counted (`writes`, `write_log`) so callers can report ARM write counts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+from shared import arm_ids, guest_scripts
+from shared.azure.clients import AzureClients
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ArmActions", "ActionError", "NotManaged", "EtagConflict", "RunCommandPending",
+           "RunCommandResult", "error_code"]
+
+
+class ActionError(Exception):
+    """A write could not be made; `code` is ARM's error code when there is one."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NotManaged(ActionError):
+    """Refused: the NIC is not tagged as created by this project."""
+
+
+class EtagConflict(ActionError):
+    """The resource changed between our read and our write (412)."""
+
+
+class RunCommandPending(ActionError):
+    """Run Command cannot run now (VM not running, agent not ready, timeout): try later."""
+
+
+@dataclass
+class RunCommandResult:
+    ok: bool
+    result: dict  # the script's JSON result line
+    raw: list[dict] = field(default_factory=list)
+
+
+def error_code(exc: BaseException) -> str | None:
+    err = getattr(exc, "error", None)
+    code = getattr(err, "code", None)
+    if code:
+        return str(code)
+    text = str(exc)
+    for known in ("Conflict", "OperationNotAllowed", "VMAgentStatusCommunicationError",
+                  "PreconditionFailed", "PrivateIPAddressInUse"):
+        if known in text:
+            return known
+    return None
+
+
+def _split(resource_id: str) -> tuple[str, str]:
+    parsed = arm_ids.parse(resource_id)
+    return parsed.resource_group, parsed.name
+
+
+def _plain(model: Any) -> dict:
+    if model is None:
+        return {}
+    if isinstance(model, dict):
+        return model
+    return model.as_dict()
+
+
+def _tag(doc: dict, name: str) -> str | None:
+    for k, v in (doc.get("tags") or {}).items():
+        if k.lower() == name.lower():
+            return v
+    return None
+
+
+class ArmActions:
+    """Writes (and the few reads they need) for one subscription."""
+
+    def __init__(self, clients: AzureClients, *, managed_tag: str = "hairpin-managed",
+                 deadline: float | None = None, run_command_timeout: float = 900,
+                 conflict_backoff: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.clients = clients
+        self.managed_tag = managed_tag
+        self.deadline = deadline
+        self.run_command_timeout = run_command_timeout
+        self.conflict_backoff = conflict_backoff
+        self._clock = clock
+        self._sleep = sleep
+        self.writes = 0
+        self.write_log: list[tuple[str, str]] = []
+
+    def _count(self, kind: str, target: str) -> None:
+        self.writes += 1
+        self.write_log.append((kind, target))
+
+    def remaining(self) -> float | None:
+        return None if self.deadline is None else self.deadline - self._clock()
+
+    # ------------------------------------------------------------------ reads
+    def get_vm(self, vm_id: str) -> dict | None:
+        rg, name = _split(vm_id)
+        try:
+            return _plain(self.clients.compute.virtual_machines.get(rg, name,
+                                                                   expand="instanceView"))
+        except ResourceNotFoundError:
+            return None
+
+    def get_nic(self, nic_id: str) -> dict | None:
+        rg, name = _split(nic_id)
+        try:
+            return _plain(self.clients.network.network_interfaces.get(rg, name))
+        except ResourceNotFoundError:
+            return None
+
+    @staticmethod
+    def power_state(vm: dict | None) -> str | None:
+        for st in ((vm or {}).get("properties") or {}).get("instanceView", {}).get("statuses", []):
+            code = st.get("code") or ""
+            if code.lower().startswith("powerstate/"):
+                return code.split("/", 1)[1].lower()
+        return None
+
+    @staticmethod
+    def agent_ready(vm: dict | None) -> bool | None:
+        view = ((vm or {}).get("properties") or {}).get("instanceView") or {}
+        statuses = (view.get("vmAgent") or {}).get("statuses") or []
+        if not statuses:
+            return None
+        return (statuses[0].get("displayStatus") or "").lower() == "ready"
+
+    @staticmethod
+    def nic_ids(vm: dict | None) -> list[str]:
+        refs = (((vm or {}).get("properties") or {}).get("networkProfile") or {}).get(
+            "networkInterfaces") or []
+        return [r["id"] for r in refs if r.get("id")]
+
+    # ------------------------------------------------------------------ NIC
+    def create_nic(self, nic_id: str, body: dict) -> dict:
+        """Create the managed NIC; never overwrites an existing one (If-None-Match: *)."""
+        rg, name = _split(nic_id)
+        self._count("create-nic", nic_id)
+        try:
+            poller = self.clients.network.network_interfaces.begin_create_or_update(
+                rg, name, body, headers={"If-None-Match": "*"})
+            return _plain(poller.result())
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                raise EtagConflict(f"NIC {name} was created meanwhile by someone else",
+                                   "PreconditionFailed") from exc
+            raise
+
+    def delete_nic(self, nic_id: str) -> bool:
+        """Delete a NIC this project created. False when it does not exist."""
+        nic = self.get_nic(nic_id)
+        if nic is None:
+            return False
+        if (_tag(nic, self.managed_tag) or "").lower() != "true":
+            raise NotManaged(f"NIC {nic.get('name')} is not tagged {self.managed_tag}=true: "
+                             "this project did not create it and never deletes it")
+        if ((nic.get("properties") or {}).get("virtualMachine") or {}).get("id"):
+            raise ActionError(f"NIC {nic.get('name')} is still attached to a VM", "NicInUse")
+        rg, name = _split(nic_id)
+        self._count("delete-nic", nic_id)
+        headers = {"If-Match": nic["etag"]} if nic.get("etag") else {}
+        try:
+            self.clients.network.network_interfaces.begin_delete(rg, name,
+                                                                 headers=headers).result()
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                raise EtagConflict(f"NIC {name} changed before delete", "PreconditionFailed") \
+                    from exc
+            raise
+        return True
+
+    # ------------------------------------------------------------------ VM NIC list
+    def _put_nics(self, vm_id: str, change: Callable[[list[dict]], list[dict] | None],
+                  kind: str) -> dict:
+        rg, name = _split(vm_id)
+        for attempt in range(3):
+            vm = self.clients.compute.virtual_machines.get(rg, name)
+            doc = _plain(vm)
+            refs = list(((doc.get("properties") or {}).get("networkProfile") or {}).get(
+                "networkInterfaces") or [])
+            new_refs = change([dict(r) for r in refs])
+            if new_refs is None:
+                return doc  # already as wanted
+            body = {"location": doc.get("location"),
+                    "properties": {"networkProfile": {"networkInterfaces": new_refs}}}
+            # The full document (read-only fields are dropped by the SDK serializer).
+            full = dict(doc)
+            full_props = dict(full.get("properties") or {})
+            full_props.pop("instanceView", None)
+            full_props["networkProfile"] = dict(full_props.get("networkProfile") or {},
+                                                **body["properties"]["networkProfile"])
+            full["properties"] = full_props
+            from azure.mgmt.compute.models import VirtualMachine
+
+            model = VirtualMachine(full)  # the serializer drops read-only fields
+            self._count(kind, vm_id)
+            try:
+                poller = self.clients.compute.virtual_machines.begin_create_or_update(
+                    rg, name, model, etag=doc.get("etag"),
+                    match_condition=MatchConditions.IfNotModified) if doc.get("etag") else \
+                    self.clients.compute.virtual_machines.begin_create_or_update(rg, name, model)
+                return _plain(poller.result())
+            except HttpResponseError as exc:
+                if exc.status_code == 412 and attempt < 2:
+                    log.info("VM %s changed under us (412); re-reading", name)
+                    continue
+                if exc.status_code == 412:
+                    raise EtagConflict(f"VM {name} keeps changing (412)",
+                                       "PreconditionFailed") from exc
+                raise
+        raise AssertionError("unreachable")
+
+    def attach_nic(self, vm_id: str, nic_id: str) -> dict:
+        """Add the NIC as non-primary (the VM must be deallocated)."""
+        key = arm_ids.normalize(nic_id)
+
+        def change(refs: list[dict]) -> list[dict] | None:
+            if any(arm_ids.normalize(r.get("id", "")) == key for r in refs):
+                return None
+            for r in refs:
+                props = dict(r.get("properties") or {})
+                if len(refs) == 1 and "primary" not in props:
+                    props["primary"] = True
+                r["properties"] = props
+            return refs + [{"id": nic_id, "properties": {"primary": False}}]
+
+        return self._put_nics(vm_id, change, "attach-nic")
+
+    def detach_nic(self, vm_id: str, nic_id: str) -> dict:
+        key = arm_ids.normalize(nic_id)
+
+        def change(refs: list[dict]) -> list[dict] | None:
+            kept = [r for r in refs if arm_ids.normalize(r.get("id", "")) != key]
+            return None if len(kept) == len(refs) else kept
+
+        return self._put_nics(vm_id, change, "detach-nic")
+
+    # ------------------------------------------------------------------ power
+    def deallocate(self, vm_id: str) -> None:
+        rg, name = _split(vm_id)
+        self._count("deallocate", vm_id)
+        self.clients.compute.virtual_machines.begin_deallocate(rg, name).result()
+
+    def start(self, vm_id: str) -> None:
+        rg, name = _split(vm_id)
+        self._count("start", vm_id)
+        self.clients.compute.virtual_machines.begin_start(rg, name).result()
+
+    # ------------------------------------------------------------------ Run Command
+    def run_command(self, vm_id: str, command_id: str, script: list[str], *,
+                    vm: dict | None = None) -> RunCommandResult:
+        """Run a script and parse its JSON result line. Raises RunCommandPending when the VM
+        cannot run it now, ActionError when the output carries no result."""
+        rg, name = _split(vm_id)
+        vm = vm if vm is not None else self.get_vm(vm_id)
+        if vm is None:
+            raise ActionError(f"VM {name} not found", "ResourceNotFound")
+        if self.power_state(vm) != "running":
+            raise RunCommandPending(f"VM {name} is {self.power_state(vm) or 'not running'}: "
+                                    "guest commands wait until it runs", "VmNotRunning")
+        if self.agent_ready(vm) is False:
+            raise RunCommandPending(f"the VM agent on {name} is not ready: guest commands wait "
+                                    "until it reports Ready", "VmAgentNotReady")
+        body = {"commandId": command_id, "script": script}
+        started = self._clock()
+        wait = self.conflict_backoff
+        while True:
+            self._count("run-command", vm_id)
+            try:
+                poller = self.clients.compute.virtual_machines.begin_run_command(rg, name, body)
+                result = poller.result(timeout=self.run_command_timeout)
+                if not poller.done():
+                    raise RunCommandPending(f"Run Command on {name} did not finish within "
+                                            f"{self.run_command_timeout:.0f} s", "Timeout")
+                break
+            except HttpResponseError as exc:
+                code = error_code(exc)
+                if exc.status_code == 409 and code == "OperationNotAllowed":
+                    raise RunCommandPending(f"VM {name} is not running: guest commands wait",
+                                            "VmNotRunning") from exc
+                if code == "VMAgentStatusCommunicationError":
+                    raise RunCommandPending(f"the VM agent on {name} did not answer: "
+                                            f"{exc.message}", code) from exc
+                if exc.status_code == 409:
+                    spent = self._clock() - started
+                    remaining = self.remaining()
+                    budget = self.run_command_timeout - spent
+                    if remaining is not None:
+                        budget = min(budget, remaining)
+                    if wait > budget:
+                        raise RunCommandPending(
+                            f"another Run Command is still running on {name}; gave up after "
+                            f"{spent:.0f} s (budget)", "Conflict") from exc
+                    log.info("Run Command busy on %s; retrying in %.1f s", name, wait)
+                    self._sleep(wait)
+                    wait = min(wait * 2, 30)
+                    continue
+                raise
+        values = [_plain(v) for v in (getattr(result, "value", None) or [])]
+        try:
+            parsed = guest_scripts.parse_run_command_output(values)
+        except guest_scripts.RunCommandOutputError as exc:
+            tail = " ".join(str(v.get("message", ""))[-300:] for v in values)
+            raise ActionError(f"Run Command on {name} returned no result line: {tail}",
+                              "NoResult") from exc
+        ok = parsed.get("result") != "error" and parsed.get("ok", True) is not False
+        return RunCommandResult(ok, parsed, values)

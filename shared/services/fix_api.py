@@ -1,0 +1,275 @@
+"""HTTP-agnostic handlers for `POST /api/fix`, `GET /api/fix/{operation}` and the queue worker.
+
+POST body: `{"vm_id": "<VM resource ID>"}` or `{"finding_id": "hp-..."}`, optional
+`"subscription_id"` (for finding IDs) and `"approve": "<plan hash>"`.
+- no `approve`: a dry run, 200 with the plan (JSON and text) and the hash to approve;
+- `approve` equal to the current plan hash: the apply is queued (Storage queue) and the answer
+  is 202 with `Location`/`status_url` = `/api/fix/{operation}`;
+- bad input: 4xx with a one-line message (never a stack trace): 400 malformed JSON / fields /
+  IDs, 404 unknown VM or finding, 409 stale approval, 413 body too large, 415 not JSON.
+The operation's status lives in the journal (global partition, action `fix-operation`), so any
+instance can answer GET.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.journal_model import TRIGGER_HTTP, JournalEntry, Trigger
+from shared.services import remediation
+from shared.services.context import ServiceContext
+
+log = logging.getLogger(__name__)
+
+__all__ = ["MAX_BODY_BYTES", "FIX_QUEUE", "ApiResponse", "post_fix", "get_fix",
+           "run_fix_message", "queue_client", "queue_sender", "STATUS_ACTION"]
+
+MAX_BODY_BYTES = 16 * 1024
+FIX_QUEUE = "hairpin-fix"
+STATUS_ACTION = "fix-operation"
+_HASH = re.compile(r"\A[0-9a-f]{64}\Z")
+_OPERATION = re.compile(r"\A[0-9a-f]{32}\Z")
+_FIELDS = {"vm_id", "finding_id", "approve", "subscription_id"}
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    body: dict
+    headers: dict = field(default_factory=dict)
+
+    def json(self) -> str:
+        return json.dumps(self.body, indent=2, default=str)
+
+
+def _error(status: int, message: str, **extra) -> ApiResponse:
+    return ApiResponse(status, {"error": message, **extra})
+
+
+def _status(ctx: ServiceContext, operation: str, result: str, trigger: Trigger,
+            after: Any = None, error: str | None = None) -> None:
+    ctx.journal.append(JournalEntry(action=STATUS_ACTION, result=result, trigger=trigger,
+                                    operation_id=operation, vm_id=None, after=after,
+                                    error=error))
+
+
+def _parse(body: bytes | str | None) -> dict | ApiResponse:
+    if body is None:
+        body = b""
+    raw = body.encode() if isinstance(body, str) else bytes(body)
+    if len(raw) > MAX_BODY_BYTES:
+        return _error(413, f"request body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
+    if not raw.strip():
+        return _error(400, 'empty body: send JSON like {"vm_id": "/subscriptions/..."} or '
+                           '{"finding_id": "hp-..."}')
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _error(400, f"body is not valid JSON ({str(exc).splitlines()[0][:120]})")
+    if not isinstance(doc, dict):
+        return _error(400, "body must be a JSON object with vm_id or finding_id")
+    unknown = sorted(set(doc) - _FIELDS)
+    if unknown:
+        return _error(400, f"unknown field(s): {', '.join(k[:40] for k in unknown[:5])}; "
+                           f"expected {', '.join(sorted(_FIELDS))}")
+    targets = [k for k in ("vm_id", "finding_id") if k in doc]
+    if len(targets) != 1:
+        return _error(400, "give exactly one of vm_id or finding_id")
+    for key in doc:
+        if doc[key] is not None and not isinstance(doc[key], str):
+            return _error(400, f"{key} must be a string")
+    approve = doc.get("approve")
+    if approve is not None and not _HASH.match(approve.strip().lower()):
+        return _error(400, "approve must be the plan hash (64 hex digits) from a dry run")
+    return doc
+
+
+def post_fix(ctx: ServiceContext, body: bytes | str | None, *,
+             enqueue: Callable[[dict], None] | None = None, principal: str | None = None,
+             status_url_base: str = "/api/fix") -> ApiResponse:
+    """Dry run (default) or queue an approved apply."""
+    doc = _parse(body)
+    if isinstance(doc, ApiResponse):
+        return doc
+    target = doc.get("vm_id") or doc.get("finding_id")
+    try:
+        remediation.parse_target(target)
+        pr = remediation.plan_for_target(ctx, target, doc.get("subscription_id"))
+    except remediation.TargetError as exc:
+        return _error(exc.status, str(exc))
+    except Exception as exc:  # noqa: BLE001 - an answer, never a stack trace
+        log.warning("fix: could not build the plan", exc_info=True)
+        return _error(502, f"could not read the estate from Azure: {type(exc).__name__}: "
+                           f"{str(exc).splitlines()[0][:200] if str(exc) else ''}")
+    plan = pr.plan
+    approve = doc.get("approve")
+    if approve is None:
+        return ApiResponse(200, {
+            "dry_run": True, "plan_hash": plan.hash, "deallocates": [
+                v.vm_name for v in plan.vms if v.needs_deallocation],
+            "approve_with": {"vm_id" if "vm_id" in doc else "finding_id": target,
+                             "approve": plan.hash},
+            "plan": plan.as_dict(), "text": plan.to_text()})
+    if approve.strip().lower() != plan.hash:
+        return _error(409, "stale approval: the plan changed since it was approved (the estate "
+                           "changed); review the new plan and approve its hash",
+                      plan_hash=plan.hash)
+    if plan.empty:
+        return ApiResponse(200, {"status": "unchanged", "plan_hash": plan.hash,
+                                 "reasons": ["nothing to do"]})
+    if ctx.journal is None or enqueue is None:
+        return _error(503, "applies run from a Storage queue: storage is not configured "
+                           "(HAIRPIN_STORAGE_CONNECTION or AzureWebJobsStorage)")
+    operation = remediation.new_operation_id()
+    trigger = Trigger(TRIGGER_HTTP, principal=principal)
+    message = {"operation": operation, "target": target, "approval": plan.hash,
+               "subscription_id": doc.get("subscription_id") or pr.subscription_id,
+               "principal": principal}
+    _status(ctx, operation, "queued", trigger, after={"target": target, "plan_hash": plan.hash})
+    try:
+        enqueue(message)
+    except Exception as exc:  # noqa: BLE001
+        _status(ctx, operation, "failed", trigger, error=f"could not queue: {exc}")
+        return _error(503, f"could not queue the apply: {type(exc).__name__}")
+    url = f"{status_url_base.rstrip('/')}/{operation}"
+    return ApiResponse(202, {"operation": operation, "status": "queued", "status_url": url,
+                             "plan_hash": plan.hash}, {"Location": url})
+
+
+def run_fix_message(ctx: ServiceContext, message: bytes | str | dict) -> remediation.Outcome | None:
+    """The queue worker: run the approved apply and record its status. Never raises for a bad
+    message (it would only be retried); ARM/budget problems end as a recorded outcome."""
+    try:
+        doc = message if isinstance(message, dict) else json.loads(message)
+        operation = doc["operation"]
+        if not _OPERATION.match(operation):
+            raise ValueError("bad operation id")
+    except Exception:  # noqa: BLE001
+        log.error("fix queue: dropping a malformed message")
+        return None
+    trigger = Trigger(TRIGGER_HTTP, principal=doc.get("principal"))
+    done = ctx.journal.latest(None, action=STATUS_ACTION, operation_id=operation)
+    if done is not None and done.result not in ("queued", "running", "pending"):
+        log.info("fix %s already ended (%s): duplicate delivery ignored", operation, done.result)
+        return None  # queues deliver at least once
+    _status(ctx, operation, "running", trigger)
+    try:
+        outcome = remediation.apply(ctx, doc["target"], trigger, approval=doc.get("approval"),
+                                    operation_id=operation,
+                                    subscription_id=doc.get("subscription_id"))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("fix %s failed", operation, exc_info=True)
+        _status(ctx, operation, "failed", trigger,
+                error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}")
+        return None
+    summary = outcome.as_dict()
+    summary.pop("plan", None)
+    _status(ctx, operation, outcome.status, trigger, after=summary,
+            error="; ".join(outcome.reasons)[:2000] or None)
+    return outcome
+
+
+def get_fix(ctx: ServiceContext, operation: str) -> ApiResponse:
+    if not isinstance(operation, str) or not _OPERATION.match(operation.strip().lower()):
+        return _error(400, "operation must be the 32-hex-digit id a POST /api/fix returned")
+    if ctx.journal is None:
+        return _error(503, "storage is not configured")
+    entries = ctx.journal.history(None, 20, action=STATUS_ACTION,
+                                  operation_id=operation.strip().lower())
+    if not entries:
+        return _error(404, f"operation {operation} not found")
+    latest = entries[0]
+    body = {"operation": latest.operation_id, "status": latest.result,
+            "updated": latest.timestamp.isoformat(),
+            "history": [{"status": e.result, "at": e.timestamp.isoformat()}
+                        for e in reversed(entries)]}
+    if latest.after is not None:
+        body["outcome" if latest.result not in ("queued", "running") else "request"] = latest.after
+    if latest.error:
+        body["reasons"] = latest.error
+    return ApiResponse(200, body)
+
+
+def queue_client(connection_string: str, queue: str = FIX_QUEUE):
+    """A QueueClient whose messages the Functions queue trigger reads (base64, its default)."""
+    from azure.storage.queue import (
+        BinaryBase64DecodePolicy,
+        QueueClient,
+        TextBase64EncodePolicy,
+    )
+
+    client = QueueClient.from_connection_string(
+        connection_string, queue, message_encode_policy=TextBase64EncodePolicy(),
+        message_decode_policy=BinaryBase64DecodePolicy())
+    from azure.core.exceptions import ResourceExistsError
+
+    try:
+        client.create_queue()
+    except ResourceExistsError:
+        pass
+    return client
+
+
+def queue_sender(connection_string: str, queue: str = FIX_QUEUE) -> Callable[[dict], None]:
+    client = queue_client(connection_string, queue)
+    return lambda message: client.send_message(json.dumps(message))
+
+
+# --------------------------------------------------------------------------- trigger glue
+
+FUNCTION_BUDGET_S = 540  # stay inside the Functions timeout; the rest is resumed next run
+
+
+def context_from_env(environ=None, *, budget_s: float = FUNCTION_BUDGET_S) -> ServiceContext:
+    import time
+
+    from shared.settings import Settings
+
+    settings = Settings.from_env(environ)
+    return ServiceContext.from_settings(settings, deadline=time.monotonic() + budget_s)
+
+
+def _queue_connection(ctx: ServiceContext, environ=None) -> str | None:
+    """The queue trigger listens on AzureWebJobsStorage; send there (else the product's
+    storage connection)."""
+    import os
+
+    env = os.environ if environ is None else environ
+    return env.get("AzureWebJobsStorage") or ctx.settings.storage_connection
+
+
+def _guarded(handler: Callable[[], ApiResponse]) -> ApiResponse:
+    from shared.settings import SettingsError
+
+    try:
+        return handler()
+    except SettingsError as exc:
+        return _error(500, f"configuration error: {exc}")
+    except Exception as exc:  # noqa: BLE001 - never a stack trace to the caller
+        log.exception("fix API failed")
+        return _error(500, f"internal error ({type(exc).__name__}); see the function logs")
+
+
+def http_post(body: bytes | None, principal: str | None = None, environ=None) -> ApiResponse:
+    def handle() -> ApiResponse:
+        ctx = context_from_env(environ)
+        conn = _queue_connection(ctx, environ)
+        enqueue = None
+        if conn:
+            def enqueue(message: dict) -> None:
+                queue_sender(conn)(message)
+        return post_fix(ctx, body, enqueue=enqueue, principal=principal)
+    return _guarded(handle)
+
+
+def http_get(operation: str, environ=None) -> ApiResponse:
+    return _guarded(lambda: get_fix(context_from_env(environ), operation))
+
+
+def http_worker(message: bytes | str, environ=None) -> None:
+    run_fix_message(context_from_env(environ), message)

@@ -1,0 +1,134 @@
+"""The write adapter (shared.azure.actions) against the emulator through the real SDK, and the
+modelled guest answering our own scripts honestly."""
+# ruff: noqa: F811 - the `estate` fixture is imported from tests.remediation_support
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from azure.core.exceptions import HttpResponseError
+
+from shared import guest_scripts
+from shared.azure.actions import ArmActions, EtagConflict, NotManaged, RunCommandPending
+from shared.plan import NicSpec
+from tests.remediation_support import NIC1, RGP, VM1, VM2, estate  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.azurite
+SUBNET = f"{RGP}/Microsoft.Network/virtualNetworks/hs-vnet/subnets/default"
+NSG = f"{RGP}/Microsoft.Network/networkSecurityGroups/hs-nsg"
+
+
+def spec(**kw):
+    values = dict(id=NIC1, name="hs-vm1-hairpin-nic", location="eastus", subnet_id=SUBNET,
+                  vnet_id=None, private_ip="10.0.1.11", gateway="10.0.1.1", prefix_len=24,
+                  nsg_id=NSG, accelerated_networking=False, tags={"hairpin-managed": "true"},
+                  exists=False)
+    values.update(kw)
+    return NicSpec(**values)
+
+
+@pytest.fixture
+def acts(estate):
+    emu, guest, ctx = estate()
+    return emu, guest, ArmActions(ctx.clients(emu.subscription_id), conflict_backoff=0.05)
+
+
+def test_create_nic_never_overwrites(acts):
+    emu, _, a = acts
+    doc = a.create_nic(NIC1, spec().arm_body())
+    props = doc["properties"]
+    assert props["ipConfigurations"][0]["properties"]["privateIPAddress"] == "10.0.1.11"
+    assert props["networkSecurityGroup"]["id"].endswith("hs-nsg")
+    assert props["enableIPForwarding"] is False and doc["tags"] == {"hairpin-managed": "true"}
+    with pytest.raises(EtagConflict):
+        a.create_nic(NIC1, spec().arm_body())
+    assert a.writes == 2 and [k for k, _ in a.write_log] == ["create-nic", "create-nic"]
+
+
+def test_attach_needs_a_deallocated_vm_and_is_idempotent(acts):
+    emu, _, a = acts
+    a.create_nic(NIC1, spec().arm_body())
+    with pytest.raises(HttpResponseError) as err:
+        a.attach_nic(VM1, NIC1)
+    assert "AddingOrDeletingNetworkInterfacesOnARunningVirtualMachineNotSupported" in str(err.value)
+    a.deallocate(VM1)
+    vm = a.attach_nic(VM1, NIC1)
+    refs = vm["properties"]["networkProfile"]["networkInterfaces"]
+    assert [r["properties"]["primary"] for r in refs] == [True, False]
+    before = a.writes
+    a.attach_nic(VM1, NIC1)  # already attached: no write
+    assert a.writes == before
+    a.start(VM1)
+    assert a.power_state(a.get_vm(VM1)) == "running"
+    assert a.get_nic(NIC1)["properties"]["macAddress"]  # assigned at start
+
+
+def test_delete_only_managed_unattached_nics(acts):
+    emu, _, a = acts
+    primary = f"{RGP}/Microsoft.Network/networkInterfaces/hs-vm1-nic"
+    with pytest.raises(NotManaged):
+        a.delete_nic(primary)
+    a.create_nic(NIC1, spec().arm_body())
+    assert a.delete_nic(NIC1) is True
+    assert a.get_nic(NIC1) is None
+    assert a.delete_nic(NIC1) is False
+    untagged = spec(tags={"owner": "ops"})
+    a.create_nic(NIC1, untagged.arm_body())
+    with pytest.raises(NotManaged):
+        a.delete_nic(NIC1)
+    assert a.get_nic(NIC1) is not None
+
+
+def _verify_lines(vm_ip_second="10.0.1.11"):
+    s = guest_scripts.GuestRouteSpec(
+        primary_ip=ipaddress.IPv4Address("10.0.1.10"),
+        secondary_ip=ipaddress.IPv4Address(vm_ip_second),
+        secondary_mac=guest_scripts.MacAddress.parse("00-0D-3A-00-00-01"),
+        gateway=ipaddress.IPv4Address("10.0.1.1"), prefix_len=24,
+        routes=(guest_scripts.VipRoute(ipaddress.IPv4Address("10.0.1.100"),
+                                       guest_scripts.Protocol.TCP, 1972, 1972),))
+    return s, guest_scripts.script_lines(guest_scripts.render_windows_verify(s, count=20))
+
+
+def test_verification_is_honest_before_the_fix(acts):
+    emu, guest, a = acts
+    _, lines = _verify_lines()
+    # hs-vm1 is the only healthy member of 10.0.1.100: every connect is mapped to itself.
+    r1 = a.run_command(VM1, "RunPowerShellScript", lines)
+    assert r1.ok is False and r1.result["verify"][0]["ok"] == 0
+    # hs-vm2 is probe-down: all of its connects go to hs-vm1 and succeed.
+    r2 = a.run_command(VM2, "RunPowerShellScript", lines)
+    assert r2.ok is True and r2.result["verify"][0] == {
+        "vip": "10.0.1.100", "port": 1972, "ok": 20, "total": 20, "backends": {"hs-vm1": 20}}
+    assert a.writes == 2
+
+
+def test_apply_script_without_the_nic_fails_clearly(acts):
+    emu, guest, a = acts
+    s, _ = _verify_lines()
+    lines = guest_scripts.script_lines(guest_scripts.render(s, "windows", "apply"))
+    r = a.run_command(VM1, "RunPowerShellScript", lines)
+    assert r.ok is False and r.result["error"] == "nic_not_found"
+
+
+def test_run_command_pending_states(acts):
+    emu, _, a = acts
+    _, lines = _verify_lines()
+    emu.set_power(VM1, "deallocated")
+    with pytest.raises(RunCommandPending, match="deallocated"):
+        a.run_command(VM1, "RunPowerShellScript", lines)
+    emu.set_power(VM1, "running")
+    emu.instance_extra[VM1.lower()]["vmAgent"]["statuses"][0]["displayStatus"] = "Not Ready"
+    with pytest.raises(RunCommandPending, match="agent"):
+        a.run_command(VM1, "RunPowerShellScript", lines)
+    assert a.writes == 0
+
+
+def test_run_command_conflict_retries_with_backoff(acts):
+    emu, _, a = acts
+    _, lines = _verify_lines()
+    fault = emu.faults.add("POST", r"hs-vm2/runCommand$", 409, error_code="Conflict",
+                           message="Run command extension execution is in progress.", times=2)
+    r = a.run_command(VM2, "RunPowerShellScript", lines)
+    assert r.ok and fault.hits == 2 and a.writes == 3

@@ -1,0 +1,186 @@
+"""POST /api/fix and GET /api/fix/{operation}: handlers on the emulator + Azurite (queue too),
+and the Functions triggers themselves (bindings, auth level, invocation with azure.functions
+objects)."""
+# ruff: noqa: F811 - the `estate` fixture is imported from tests.remediation_support
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+
+import azure.functions as func
+import pytest
+
+from shared.services import fix_api
+from tests.remediation_support import VM1, VM2, arm_writes, estate  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.azurite
+
+
+def post(ctx, body, **kw):
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return fix_api.post_fix(ctx, data, **kw)
+
+
+def test_dry_run_returns_the_plan_and_writes_nothing(estate):
+    emu, _, ctx = estate()
+    emu.requests.reset()
+    resp = post(ctx, {"vm_id": VM1})
+    assert resp.status == 200
+    assert resp.body["dry_run"] is True and resp.body["deallocates"] == ["hs-vm2", "hs-vm1"]
+    assert resp.body["approve_with"] == {"vm_id": VM1, "approve": resp.body["plan_hash"]}
+    assert "Deallocates" in resp.body["text"]
+    assert arm_writes(emu) == []
+    finding = resp.body["plan"]["vms"][1]["finding_ids"][0]
+    by_finding = post(ctx, {"finding_id": finding})
+    assert by_finding.status == 200 and by_finding.body["plan_hash"] == resp.body["plan_hash"]
+
+
+@pytest.mark.parametrize("body,status,text", [
+    (b"{not json", 400, "not valid JSON"),
+    (b"[1, 2]", 400, "JSON object"),
+    (b"", 400, "empty body"),
+    ({"vm": VM1}, 400, "unknown field"),
+    ({}, 400, "exactly one of vm_id or finding_id"),
+    ({"vm_id": VM1, "finding_id": "hp-00000000000000000000"}, 400, "exactly one"),
+    ({"vm_id": 42}, 400, "must be a string"),
+    ({"vm_id": "/subscriptions/x/resourceGroups/rg"}, 400, "not a virtual machine resource ID"),
+    ({"vm_id": "hs-vm1; rm -rf /"}, 400, "neither a VM resource ID nor a finding ID"),
+    ({"vm_id": VM1, "approve": "yes"}, 400, "plan hash"),
+    ({"vm_id": VM1.replace("hs-vm1", "nope")}, 404, "was not found"),
+    ({"finding_id": "hp-00000000000000000000"}, 404, "was not found"),
+])
+def test_bad_input_is_a_clear_4xx(estate, body, status, text):
+    emu, _, ctx = estate()
+    resp = post(ctx, body)
+    assert resp.status == status, resp.body
+    assert text in resp.body["error"]
+    assert "Traceback" not in json.dumps(resp.body)
+
+
+def test_body_over_the_limit_is_413(estate):
+    _, _, ctx = estate()
+    resp = post(ctx, b"{" + b" " * (fix_api.MAX_BODY_BYTES + 1) + b"}")
+    assert resp.status == 413 and "limit" in resp.body["error"]
+
+
+def test_stale_approval_is_409(estate):
+    _, _, ctx = estate()
+    resp = post(ctx, {"vm_id": VM1, "approve": "b" * 64})
+    assert resp.status == 409 and "stale approval" in resp.body["error"]
+
+
+def test_approved_apply_is_queued_then_run_by_the_worker(estate, storage_ns):
+    emu, _, ctx = estate()
+    queue = fix_api.queue_client(storage_ns.connection_string, storage_ns.container("fix"))
+    sent = []
+
+    def enqueue(message):
+        sent.append(message)
+        queue.send_message(json.dumps(message))
+
+    plan_hash = post(ctx, {"vm_id": VM1}).body["plan_hash"]
+    resp = post(ctx, {"vm_id": VM1, "approve": plan_hash}, enqueue=enqueue, principal="alice")
+    assert resp.status == 202
+    op = resp.body["operation"]
+    assert resp.body["status_url"] == f"/api/fix/{op}" == resp.headers["Location"]
+    assert fix_api.get_fix(ctx, op).body["status"] == "queued"
+    # The queue trigger's side: the message as the Functions host hands it over.
+    messages = list(queue.receive_messages())
+    assert len(messages) == 1
+    outcome = fix_api.run_fix_message(ctx, messages[0].content)
+    assert outcome is not None and outcome.status == "applied", outcome.reasons
+    status = fix_api.get_fix(ctx, op)
+    assert status.status == 200 and status.body["status"] == "applied"
+    assert [h["status"] for h in status.body["history"]] == ["queued", "running", "applied"]
+    assert [v["vm_name"] for v in status.body["outcome"]["vms"]] == ["hs-vm2", "hs-vm1"]
+    assert ctx.journal.latest(VM1).trigger.principal == "alice"
+    # Queues deliver at least once: a duplicate changes nothing.
+    emu.requests.reset()
+    assert fix_api.run_fix_message(ctx, messages[0].content) is None
+    assert fix_api.get_fix(ctx, op).body["status"] == "applied"
+    assert emu.requests.writes() == []
+
+
+def test_status_of_unknown_or_malformed_operation(estate):
+    _, _, ctx = estate()
+    assert fix_api.get_fix(ctx, "0" * 32).status == 404
+    assert fix_api.get_fix(ctx, "../etc").status == 400
+    assert fix_api.run_fix_message(ctx, b"garbage") is None
+
+
+# ------------------------------------------------------------------ the Functions triggers
+
+_FUNCTIONS = {}
+
+
+def functions():
+    """`app.get_functions()` may be called once per FunctionApp: import function_app fresh."""
+    if not _FUNCTIONS:
+        sys.modules.pop("function_app", None)
+        module = importlib.import_module("function_app")
+        _FUNCTIONS.update({f.get_function_name(): f for f in module.app.get_functions()})
+    return _FUNCTIONS
+
+
+def test_bindings():
+    fns = functions()
+    post_b = fns["fix_post"].get_bindings()[0]
+    get_b = fns["fix_status"].get_bindings()[0]
+    queue_b = fns["fix_worker"].get_bindings()[0]
+    assert (post_b.type, post_b.route, [str(m.value) for m in post_b.methods]) == (
+        "httpTrigger", "fix", ["POST"])
+    assert (get_b.type, get_b.route, [str(m.value) for m in get_b.methods]) == (
+        "httpTrigger", "fix/{operation}", ["GET"])
+    assert post_b.auth_level == get_b.auth_level == func.AuthLevel.FUNCTION
+    assert queue_b.type == "queueTrigger" and queue_b.queue_name == fix_api.FIX_QUEUE
+    assert queue_b.connection == "AzureWebJobsStorage"
+
+
+def _env(monkeypatch, emu, storage_ns):
+    for key, value in {
+        "HAIRPIN_MODE": "apply", "AzureWebJobsStorage": storage_ns.connection_string,
+        "HAIRPIN_JOURNAL_TABLE": storage_ns.table("fnjournal"),
+        "HAIRPIN_LOCK_CONTAINER": storage_ns.container("fnlocks"),
+        "HAIRPIN_REPORT_CONTAINER": storage_ns.container("fnreports"),
+        "HAIRPIN_LOCK_LEASE_SECONDS": "15",
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
+def test_http_triggers_end_to_end(estate, storage_ns, monkeypatch):
+    # The triggers build their context from the environment (SDK default polling): the
+    # emulator asks for 1 s between polls so this stays quick.
+    emu, _, _ = estate(emu_kwargs={"lro_retry_after": 1, "lro_polls": 0})
+    _env(monkeypatch, emu, storage_ns)
+    fns = functions()
+    user_post = fns["fix_post"].get_user_function()
+    user_get = fns["fix_status"].get_user_function()
+    worker = fns["fix_worker"].get_user_function()
+
+    def request(body, method="POST", route_params=None, url="/api/fix"):
+        return func.HttpRequest(method=method, url=f"http://localhost{url}", headers={},
+                                params={}, route_params=route_params or {},
+                                body=body if isinstance(body, bytes) else json.dumps(
+                                    body).encode())
+
+    bad = user_post(request(b"{oops"))
+    assert bad.status_code == 400 and "not valid JSON" in json.loads(bad.get_body())["error"]
+    dry = user_post(request({"vm_id": VM1}))
+    assert dry.status_code == 200
+    plan_hash = json.loads(dry.get_body())["plan_hash"]
+    queued = user_post(request({"vm_id": VM1, "approve": plan_hash}))
+    assert queued.status_code == 202, queued.get_body()
+    op = json.loads(queued.get_body())["operation"]
+    assert queued.headers["Location"] == f"/api/fix/{op}"
+    status = user_get(request(b"", "GET", {"operation": op}, f"/api/fix/{op}"))
+    assert json.loads(status.get_body())["status"] == "queued"
+    # The queue trigger, with the message the POST queued.
+    queue = fix_api.queue_client(storage_ns.connection_string)
+    msg = next(m for m in queue.receive_messages() if op in m.content.decode())
+    worker(func.QueueMessage(id=msg.id, body=msg.content))
+    queue.delete_message(msg)
+    done = json.loads(user_get(request(b"", "GET", {"operation": op})).get_body())
+    assert done["status"] == "applied", done
+    assert emu.power_state(VM1) == emu.power_state(VM2) == "running"
