@@ -12,6 +12,7 @@ modelled guest, and the demo says so.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -32,11 +33,11 @@ def _banner(text: str) -> None:
     print(f"\n\033[1m== {text}\033[0m" if sys.stdout.isatty() else f"\n== {text}", flush=True)
 
 
-def _guest_for_this_machine():
+def _guest_for_this_machine(modelled: bool):
     """Network-namespace guests as root (real connects), else the modelled guest."""
     from emulator.fabric import netns_available, netns_unavailable_reason
 
-    if netns_available():
+    if not modelled and netns_available():
         from emulator.netns_guest import NetnsGuest
 
         scenario = SCENARIOS / "default-linux.json"
@@ -44,8 +45,10 @@ def _guest_for_this_machine():
             "Linux guests in network namespaces (real TCP connects)"
     from emulator.modelled_guest import ModelledGuest
 
-    print(f"network namespaces unavailable ({netns_unavailable_reason()}): using the Windows "
-          "scenario with a modelled guest; run as root to see the Linux fix measured for real")
+    if not modelled:
+        print(f"network namespaces unavailable ({netns_unavailable_reason()}): using the "
+              "Windows scenario with a modelled guest; run as root to see the Linux fix "
+              "measured for real")
     return SCENARIOS / "default.json", ModelledGuest(), "modelled Windows guests"
 
 
@@ -60,8 +63,13 @@ def _hairpin(env: dict, *args: str, check_codes=(0, 1)) -> subprocess.CompletedP
     return proc
 
 
-def main() -> int:
-    scenario, guest, guest_text = _guest_for_this_machine()
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m emulator.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--modelled", action="store_true",
+                        help="Windows scenario with the modelled guest, even as root")
+    args = parser.parse_args(argv)
+    scenario, guest, guest_text = _guest_for_this_machine(args.modelled)
     OUT.mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="hairpin-demo-"))
     storage_proc, storage = azurite.start(work)
@@ -90,28 +98,38 @@ def main() -> int:
 
 
 def run_demo(env: dict, sub: str, emu: Emulator) -> None:
-    vm1 = f"/subscriptions/{sub}/resourceGroups/rg-healthshare/providers/Microsoft.Compute/virtualMachines/hs-vm1"
+    vm1 = (f"/subscriptions/{sub}/resourceGroups/rg-healthshare/providers/"
+           "Microsoft.Compute/virtualMachines/hs-vm1")
 
     _banner("1. Audit: which VMs will fail to reach which ILB frontends")
     _hairpin(env, "audit", "--subscription", sub, "--html", str(OUT / "audit.html"))
-    print(f"HTML report: {OUT / 'audit.html'}")
 
     _banner("2. Measure the hairpin from inside hs-vm1 before the fix")
     _hairpin(env, "verify", "--subscription", sub, "--vm", vm1)
+
+    _banner("   ...and from hs-vm2, which serves nothing now (its calls succeed)")
+    _hairpin(env, "verify", "--subscription", sub, "--vm", vm1.replace("hs-vm1", "hs-vm2"))
 
     _banner("3. Plan the fix (nothing is written)")
     plan = json.loads(_hairpin(env, "plan", "--subscription", sub, "--vm", vm1,
                                "--format", "json").stdout)
     _hairpin(env, "plan", "--subscription", sub, "--vm", vm1)
 
-    _banner(f"4. Apply, approving exactly plan {plan['hash'][:12]}")
-    _hairpin(env, "apply", "--subscription", sub, "--vm", vm1, "--approve", plan["hash"],
+    _banner(f"4. Apply, approving exactly plan {plan['plan']['hash'][:12]}")
+    _hairpin(env, "apply", "--subscription", sub, "--vm", vm1, "--approve", plan["plan"]["hash"],
              check_codes=(0,))
 
-    _banner("5. Audit again")
+    _banner("5. Measure again from inside hs-vm1 (the primaries moved while it was down)")
+    _hairpin(env, "verify", "--subscription", sub, "--vm", vm1, check_codes=(0,))
+
+    _banner("6. The DBA fails the mirrors back to hs-vm1: its own calls now come back to it")
+    emu.fail_over(vm1)
+    _hairpin(env, "verify", "--subscription", sub, "--vm", vm1, check_codes=(0,))
+
+    _banner("7. Audit again")
     _hairpin(env, "audit", "--subscription", sub, check_codes=(0,))
 
-    _banner("6. Journal")
+    _banner("8. Journal")
     _hairpin(env, "history", "--subscription", sub, "--vm", vm1, check_codes=(0,))
     print(f"\nARM requests served: {len(emu.requests)}, writes: {len(emu.requests.writes())}")
 

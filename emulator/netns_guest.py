@@ -63,6 +63,11 @@ class NetnsGuest:
         self.fabric.health_source = lambda: emulator_health(emu)
         self.fabric.reload_ilb()
 
+    def on_health_changed(self) -> None:
+        """The emulator's backend health changed (e.g. a mirror failover): re-map the ILB."""
+        with self._lock:
+            self.fabric.reload_ilb()
+
     # -- GuestModel
     def on_start(self, vm: dict, nics: list[dict]) -> None:
         if _os_type(vm) == "windows":

@@ -187,6 +187,20 @@ class Emulator:
                         m["primary"] = member
                         break
 
+    def fail_over(self, vm_id: str) -> None:
+        """Demo/test helper: a planned mirror failover (as a DBA does it) that makes this VM's
+        members the primaries; the guest model is told so its ILB follows."""
+        with self.lock:
+            for m in self.mirrors:
+                for member in m["members"]:
+                    nic = self.store.raw(parent_id(member))
+                    vm = ((nic or {}).get("properties", {}).get("virtualMachine") or {}).get("id")
+                    if vm and lower(vm) == lower(vm_id) and self._member_running(member):
+                        m["primary"] = member
+            changed = getattr(self.guest, "on_health_changed", None)
+            if changed:
+                changed()
+
     def mirror_primary_for(self, rule_id: str) -> str | None:
         self.power_changed()
         for m in self.mirrors:

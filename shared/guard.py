@@ -182,7 +182,7 @@ def decide(plan: Plan, topology: Topology, settings: Settings, *, trigger_kind: 
     if approval is not None and approval.strip().lower() != plan.hash:
         return Decision(REFUSED, (f"stale approval: approved {approval.strip()[:64]} but the "
                                   f"plan is now {plan.hash}",))
-    return Decision(RUN, ("no deallocation needed: guest routes only",))
+    return Decision(RUN, ("no deallocation needed: Run Command only",))
 
 
 def _vm(t: Topology, vm_id: str) -> Vm | None:

@@ -145,3 +145,23 @@ def test_linux_scenario_pushes_the_policy_routing_script(estate):
     assert kinds == [("hs-vm2", "apply", "applied"), ("hs-vm2", "verify", "verify"),
                      ("hs-vm1", "apply", "applied"), ("hs-vm1", "verify", "verify")]
     assert all(n["ok"] == 20 for v in out.vms for n in v.verification)
+
+
+def test_verify_measures_an_unfixed_vm_without_changing_it(estate):
+    """Before any fix, `verify` measures the hairpin itself: the flows mapped back to hs-vm1
+    fail, hs-vm2's calls (to hs-vm1, the primary) succeed; only Run Command is written."""
+    emu, guest, ctx = estate()
+    emu.requests.reset()
+    out = remediation.verify(ctx, VM1, CLI)
+    assert out.status == "failed" and out.verified is False
+    assert [(n["vip"], n["ok"], n["total"]) for n in out.vms[0].verification] == [
+        ("10.0.1.100", 0, 20), ("10.0.1.101", 0, 20)]
+    writes = arm_writes(emu)
+    assert [w.action for w in writes] == ["Microsoft.Compute/virtualMachines/runCommand/action"]
+    assert nics_named(emu, "hs-vm1-hairpin-nic") == []
+    assert ctx.journal.verified_routes() == frozenset()  # nothing fixed, nothing recorded
+
+    peer = remediation.verify(ctx, VM2, CLI)
+    assert peer.status == "unchanged" and peer.verified is True
+    assert {n["vip"]: n["backends"] for n in peer.vms[0].verification} == {
+        "10.0.1.100": {"hs-vm1": 20}, "10.0.1.101": {"hs-vm1": 20}}

@@ -54,7 +54,8 @@ class AzureClients:
 
     @cached_property
     def _credential(self):
-        return self.credential or DefaultAzureCredential(exclude_interactive_browser_credential=True)
+        return self.credential or DefaultAzureCredential(
+            exclude_interactive_browser_credential=True)
 
     @cached_property
     def network(self) -> NetworkManagementClient:

@@ -21,7 +21,8 @@ def _port_pair(text: str) -> tuple[int, int]:
     try:
         pair = (int(front), int(back or front))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected FRONTEND[:BACKEND] ports, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected FRONTEND[:BACKEND] ports, got {text!r}") from None
     return pair
 
 

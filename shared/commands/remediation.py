@@ -1,4 +1,4 @@
-"""`hairpin plan | apply | rollback | history`: remediation (shared.services.remediation).
+"""`hairpin plan | apply | verify | rollback | history`: remediation (shared.services.remediation).
 
 Settings come from HAIRPIN_* environment variables (Settings.from_env); the subscription from
 --subscription or AZURE_SUBSCRIPTION_ID; storage (journal, locks) from
@@ -68,7 +68,10 @@ def _print_outcome(out, fmt: str) -> int:
             for s in v.steps:
                 print(f"     {s['step']}: {s['result']}")
             for n in v.verification:
-                print(f"     verify {n['vip']}:{n['port']}: {n['ok']}/{n['total']} connects")
+                answered = ", ".join(f"{name} {count}" for name, count in
+                                     sorted((n.get("backends") or {}).items()))
+                print(f"     verify {n['vip']}:{n['port']}: {n['ok']}/{n['total']} connects"
+                      + (f" (answered by {answered})" if answered else ""))
             for reason in v.reasons:
                 print(f"     ! {reason}")
         if out.status == "pending" and out.resumable:
@@ -100,6 +103,16 @@ def cmd_apply(args) -> int:
         raise _usage(exc) from None
     if out.status == "pending" and out.plan and not args.approve and args.format == "text":
         print(f"review the plan with `hairpin plan`, then: --approve {out.plan_hash}")
+    return _print_outcome(out, args.format)
+
+
+def cmd_verify(args) -> int:
+    from shared.services import remediation
+
+    try:
+        out = remediation.verify(_context(), args.vm, _trigger())
+    except remediation.TargetError as exc:
+        raise _usage(exc) from None
     return _print_outcome(out, args.format)
 
 
@@ -176,6 +189,16 @@ def register(subparsers) -> None:
     p.add_argument("--approve", metavar="HASH", help="plan hash shown by `hairpin plan`")
     _common(p)
     p.set_defaults(handler=cmd_apply)
+
+    p = subparsers.add_parser(
+        "verify", help="measure from inside the VM: N TCP connects to each at-risk VIP",
+        description="Run the verification script through Run Command (HAIRPIN_VERIFY_CONNECTS "
+        "connects per VIP:port, a new source port each) and print successes per VIP. Run "
+        "Command is a write, so this needs HAIRPIN_MODE plan or apply; it changes nothing "
+        "in the guest. Exit status 1 when any VIP is below 100%.")
+    p.add_argument("--vm", metavar="ID", required=True, help="VM resource ID")
+    _common(p)
+    p.set_defaults(handler=cmd_verify)
 
     p = subparsers.add_parser(
         "rollback", formatter_class=fmt, help="remove the managed NIC and routes from a VM",

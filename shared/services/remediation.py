@@ -414,10 +414,11 @@ def _os(vm_plan: VmPlan) -> str:
     return (vm_plan.os_type or "linux").lower()
 
 
-def _verify_script(spec, os_name: str, count: int) -> str:
+def _verify_script(targets, os_name: str, count: int) -> str:
+    """`targets`: a GuestRouteSpec or VerifyTargets (render_*_verify accept both)."""
     if os_name == "windows":
-        return guest_scripts.render_windows_verify(spec, count=count)
-    return guest_scripts.render_linux_verify(spec, count=count)
+        return guest_scripts.render_windows_verify(targets, count=count)
+    return guest_scripts.render_linux_verify(targets, count=count)
 
 
 # --------------------------------------------------------------------------- one VM
@@ -532,11 +533,14 @@ class _VmRunner:
         if power != "running":
             raise RunCommandPending(f"{v.vm_name} is {power or 'not running'}: guest routes are "
                                     "pushed when it runs", "VmNotRunning")
+        os_name = _os(v)
+        if not push and (v.nic is None or not v.nic.exists):
+            # Not fixed yet: measure the hairpin itself (nothing to record as verified).
+            return self._measure(live_vm, os_name)
         nic = self.actions.get_nic(v.nic.id)
         if nic is None:
             raise ActionError(f"managed NIC {v.nic.name} disappeared", "NotFound")
         spec = _spec(v, nic, ctx.settings)
-        os_name = _os(v)
         if push:
             script = guest_scripts.render(spec, os_name, "apply")
             result = self.write(planning.STEP_ROUTES, lambda: self.actions.run_command(
@@ -554,14 +558,7 @@ class _VmRunner:
         if not targets:
             self.step(planning.STEP_VERIFY, "skipped: no TCP target (HA ports/UDP only)")
             return True
-        script = _verify_script(spec, os_name, ctx.settings.verify_connects)
-        result = self.write(planning.STEP_VERIFY, lambda: self.actions.run_command(
-            v.vm_id, guest_scripts.command_id(os_name), guest_scripts.script_lines(script),
-            vm=live_vm), after=lambda r: r.result)
-        numbers = [{"vip": r.get("vip"), "port": r.get("port"), "ok": r.get("ok"),
-                    "total": r.get("total"), "backends": r.get("backends")}
-                   for r in result.result.get("verify", [])]
-        self.out.verification = numbers
+        numbers, verify_result = self._run_verify(live_vm, os_name, spec)
         ok_vips = {n["vip"] for n in numbers if n["ok"] == n["total"]}
         bad_vips = {n["vip"] for n in numbers} - ok_vips
         for vip in ok_vips - bad_vips:
@@ -571,7 +568,31 @@ class _VmRunner:
                                         n for n in numbers if n["vip"] == vip]})
         for vip in bad_vips:
             ctx.journal.close_record(OPEN_VERIFIED_ROUTE, v.vm_id, vip)
-        all_ok = bool(result.result.get("ok")) and not bad_vips
+        all_ok = bool(verify_result.get("ok")) and not bad_vips
+        self.step(planning.STEP_VERIFY, "passed" if all_ok else "failed", numbers=numbers)
+        return all_ok
+
+    def _run_verify(self, live_vm: dict, os_name: str, targets) -> tuple[list[dict], dict]:
+        script = _verify_script(targets, os_name, self.run.ctx.settings.verify_connects)
+        result = self.write(planning.STEP_VERIFY, lambda: self.actions.run_command(
+            self.v.vm_id, guest_scripts.command_id(os_name), guest_scripts.script_lines(script),
+            vm=live_vm), after=lambda r: r.result)
+        numbers = [{"vip": r.get("vip"), "port": r.get("port"), "ok": r.get("ok"),
+                    "total": r.get("total"), "backends": r.get("backends")}
+                   for r in result.result.get("verify", [])]
+        self.out.verification = numbers
+        return numbers, result.result
+
+    def _measure(self, live_vm: dict, os_name: str) -> bool:
+        """Connects to the at-risk VIPs of a VM without the fix: how bad is it now?"""
+        targets = tuple(dict.fromkeys(
+            guest_scripts.VerifyTarget(r.vip, r.frontend_port)
+            for r in self.v.routes if r.protocol.lower() == "tcp"))
+        if not targets:
+            self.step(planning.STEP_VERIFY, "skipped: no TCP target (HA ports/UDP only)")
+            return True
+        numbers, result = self._run_verify(live_vm, os_name, targets)
+        all_ok = bool(result.get("ok")) and all(n["ok"] == n["total"] for n in numbers)
         self.step(planning.STEP_VERIFY, "passed" if all_ok else "failed", numbers=numbers)
         return all_ok
 
@@ -803,7 +824,7 @@ def apply(ctx: ServiceContext, vm_id_or_finding_id: str, trigger: Trigger, *,
     return _guarded_run(ctx, pr, trigger, approval, operation_id, resumed=resumed)
 
 
-def _single_vm_plan(ctx: ServiceContext, vm_id: str):
+def _single_vm_plan(ctx: ServiceContext, vm_id: str, *, needs_nic: bool = True):
     """PlanResult narrowed to one VM, findings evaluated without verified routes (so every
     at-risk frontend is covered), or an Outcome saying why not."""
     kind, vm_id = parse_target(vm_id)
@@ -820,8 +841,12 @@ def _single_vm_plan(ctx: ServiceContext, vm_id: str):
     if v is None:
         return pr, None, Outcome(UNCHANGED, [f"{vm.name} has no high or medium finding"])
     if v.nic is None or not v.nic.exists:
-        return pr, None, Outcome(REFUSED, [f"{vm.name} has no managed secondary NIC attached: "
-                                           "run apply first"])
+        if needs_nic:
+            return pr, None, Outcome(REFUSED, [f"{vm.name} has no managed secondary NIC "
+                                               "attached: run apply first"])
+        # Measuring an unfixed VM: nothing is created, deallocated or attached.
+        v = dataclasses.replace(v, needs_deallocation=False, blockers=(), steps=tuple(
+            s for s in v.steps if s.kind == planning.STEP_VERIFY))
     narrowed = Plan((v,), pr.plan.facts, pr.plan.hash, pr.plan.target)
     return dataclasses.replace(pr, plan=narrowed), v, None
 
@@ -838,8 +863,9 @@ def ensure_guest_routes(ctx: ServiceContext, vm_id: str, trigger: Trigger, *,
 
 def verify(ctx: ServiceContext, vm_id: str, trigger: Trigger, *,
            operation_id: str | None = None) -> Outcome:
-    """Verify from inside the guest; keeps the verified-route records in step."""
-    pr, v, early = _single_vm_plan(ctx, vm_id)
+    """Verify from inside the guest; keeps the verified-route records in step. On a VM
+    without the managed NIC it measures the hairpin itself (and records nothing)."""
+    pr, v, early = _single_vm_plan(ctx, vm_id, needs_nic=False)
     if early is not None:
         return early
     return _guarded_run(ctx, pr, trigger, None, operation_id, mode="verify")
