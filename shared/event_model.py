@@ -1,0 +1,99 @@
+"""Pure: the event processor's data (no Azure SDK, no I/O; only `EventConfig.from_env` reads
+environment variables).
+
+`EventConfig` (burst window, clock skew, thresholds), `EventResult` (what happened to one event),
+the exceptions that make Event Grid deliver an event again (`TransientEventError`,
+`DeferredEvent`) and small helpers shared by the event service modules
+(`shared.services.events` and its parts).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+log = logging.getLogger("hairpin.events")
+
+ENV_WINDOW = "HAIRPIN_EVENT_BURST_WINDOW_SECONDS"
+ENV_SKEW = "HAIRPIN_EVENT_CLOCK_SKEW_SECONDS"
+
+
+def _env_float(name: str, default: float, low: float, high: float) -> float:
+    try:
+        value = float(os.environ.get(name, "").strip() or default)
+    except ValueError:
+        log.warning("%s is not a number; using %s", name, default)
+        return default
+    return min(max(value, low), high)
+
+
+@dataclass(frozen=True)
+class EventConfig:
+    window_seconds: float = 60.0  # burst window: one claimed pass per VM per window
+    clock_skew_seconds: float = 5.0  # ARM event time vs our clock
+    stale_claim_seconds: float = 600.0  # a claim older than this, never finished, is abandoned
+    own_write_journal_seconds: float = 1800.0  # journal entries this close to an event = ours
+    bulk_read_threshold: int = 20  # more VMs than this in one pass: list the subscription
+
+    @classmethod
+    def from_env(cls) -> EventConfig:
+        return cls(window_seconds=_env_float(ENV_WINDOW, 60.0, 1.0, 3600.0),
+                   clock_skew_seconds=_env_float(ENV_SKEW, 5.0, 0.0, 300.0))
+
+
+@dataclass
+class EventResult:
+    """What happened to one event (also the function's log line)."""
+
+    event_id: str | None
+    status: str  # rejected|ignored|duplicate|in-progress|coalesced|evaluated|gone|failed
+    reason: str = ""
+    own_write: bool = False
+    operation: str | None = None
+    resource_id: str | None = None
+    vm_ids: list[str] = field(default_factory=list)
+    evaluated: list[str] = field(default_factory=list)  # VMs evaluated by this event's pass
+    findings: list[str] = field(default_factory=list)
+    remediations: list[dict] = field(default_factory=list)
+    drift: dict[str, list[str]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "status": self.status, "reason": self.reason,
+                "own_write": self.own_write, "operation": self.operation,
+                "resource_id": self.resource_id, "vm_ids": self.vm_ids,
+                "evaluated": self.evaluated, "findings": self.findings,
+                "remediations": self.remediations, "drift": self.drift}
+
+
+class TransientEventError(Exception):
+    """Raised to the trigger so that Event Grid delivers the event again."""
+
+
+class DeferredEvent(TransientEventError):
+    """The change is not covered by a pass and the VM's passes for this window are used up:
+    Event Grid's retry brings it back in a later window (bounded work per VM per window)."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _op_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return text.splitlines()[0][:500] if text else type(exc).__name__
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
