@@ -147,9 +147,9 @@ def main(argv=None) -> int:
         os.environ.update(emu.env())
         ns = None
         if args.storage == "azurite":
-            from tests.fixtures_azurite import _start
+            from emulator import azurite as storage_emulator
 
-            proc, azurite = _start(Path(tmp.name))
+            proc, azurite = storage_emulator.start(Path(tmp.name))
             ns = Namespace(azurite)
         settings = make_settings(emu, ns, HAIRPIN_MODE="plan",
                                  HAIRPIN_DECLARED_CALLERS=json.dumps(callers))
@@ -231,9 +231,9 @@ def main(argv=None) -> int:
     finally:
         emu.stop()
         if proc is not None:
-            from tests.fixtures_azurite import _stop
+            from emulator import azurite as storage_emulator
 
-            _stop(proc)
+            storage_emulator.stop(proc)
         tmp.cleanup()
 
 
