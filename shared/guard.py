@@ -71,13 +71,6 @@ def window_open(vm: Vm | None, settings: Settings, now: datetime) -> tuple[bool,
     return False, f"outside the maintenance window {window} ({source})"
 
 
-def _pools_of(t: Topology, vm: Vm) -> list[str]:
-    keys: set[str] = set()
-    for nk in vm.nic_keys:
-        nic = t.nics.get(nk)
-        for cfg in nic.ip_configs if nic else ():
-            keys.update(t.ip_config_pools.get(cfg.key, ()))
-    return sorted(keys)
 
 
 def check_deallocation(vm_id: str, topology: Topology, *,
@@ -93,7 +86,7 @@ def check_deallocation(vm_id: str, topology: Topology, *,
     busy = {normalize(v) for v in remediating}
     own = {c.key for nk in vm.nic_keys if nk in t.nics for c in t.nics[nk].ip_configs}
     reasons: list[str] = []
-    for pk in _pools_of(t, vm):
+    for pk in t.pool_keys_of_vm(vm):
         pool = t.pools.get(pk)
         pool_name = pool.name if pool else pk.rsplit("/", 1)[-1]
         lb = t.load_balancers.get(pool.lb_key) if pool else None

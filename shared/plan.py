@@ -300,13 +300,6 @@ def vms_in_scope(findings: Iterable[Finding], seed_vm_ids: Iterable[str]) -> lis
 
 # --------------------------------------------------------------------------- building
 
-def _vm_pools(t: Topology, vm: Vm) -> list[str]:
-    keys: set[str] = set()
-    for nk in vm.nic_keys:
-        nic = t.nics.get(nk)
-        for cfg in nic.ip_configs if nic else ():
-            keys.update(t.ip_config_pools.get(cfg.key, ()))
-    return sorted(keys)
 
 
 def _own_configs(t: Topology, vm: Vm) -> set[str]:
@@ -317,7 +310,7 @@ def _serving_frontends(t: Topology, vm: Vm) -> list[str]:
     """Frontends whose rules list this VM as a healthy (Up) backend now: they fail over."""
     own = _own_configs(t, vm)
     out: dict[str, None] = {}
-    for pk in _vm_pools(t, vm):
+    for pk in t.pool_keys_of_vm(vm):
         for rule in t.rules_of_pool(pk):
             fe = t.frontends.get(rule.frontend_key or "")
             if fe is None:
@@ -337,7 +330,7 @@ def _serving_frontends(t: Topology, vm: Vm) -> list[str]:
 def _peer_names(t: Topology, vm: Vm) -> list[str]:
     own = _own_configs(t, vm)
     names: set[str] = set()
-    for pk in _vm_pools(t, vm):
+    for pk in t.pool_keys_of_vm(vm):
         for m in t.members_of_pool(pk):
             if m.ip_config_key in own or m.ip_config_key is None:
                 continue
@@ -495,7 +488,7 @@ def _vm_plan(t: Topology, vm: Vm, findings: list[Finding], settings: Settings) -
         primary_ip=primary_ip,
         primary_nic_id=t.nics[vm.primary_nic_key].id if vm.primary_nic_key in t.nics else None,
         needs_deallocation=needs_dealloc, pool_ids=tuple(
-            t.pools[p].id if p in t.pools else p for p in _vm_pools(t, vm)),
+            t.pools[p].id if p in t.pools else p for p in t.pool_keys_of_vm(vm)),
         takeover_peers=peers, fails_over=fails_over, steps=tuple(steps),
         blockers=tuple(blockers), notes=tuple(dict.fromkeys(notes)))
 

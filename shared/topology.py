@@ -429,6 +429,15 @@ class Topology:
         cfg = self.ip_configs.get(normalize(ip_config_id))
         return self.vm_of_nic(cfg.nic_key) if cfg else None
 
+    def pool_keys_of_vm(self, vm: Vm) -> list[str]:
+        """Keys of every backend pool any IP configuration of the VM is in, sorted."""
+        keys: set[str] = set()
+        for nk in vm.nic_keys:
+            nic = self.nics.get(nk)
+            for cfg in nic.ip_configs if nic else ():
+                keys.update(self.ip_config_pools.get(cfg.key, ()))
+        return sorted(keys)
+
     def pools_of_ip_config(self, ip_config_id: str) -> tuple[BackendPool, ...]:
         return tuple(
             self.pools[k]

@@ -824,17 +824,23 @@ def apply(ctx: ServiceContext, vm_id_or_finding_id: str, trigger: Trigger, *,
     return _guarded_run(ctx, pr, trigger, approval, operation_id, resumed=resumed)
 
 
-def _single_vm_plan(ctx: ServiceContext, vm_id: str, *, needs_nic: bool = True):
-    """PlanResult narrowed to one VM, findings evaluated without verified routes (so every
-    at-risk frontend is covered), or an Outcome saying why not."""
+def _observe_vm(ctx: ServiceContext, vm_id: str, not_a_vm: str):
+    """The live estate of a VM's subscription (findings without verified routes, so every
+    at-risk frontend is covered) and the VM itself; TargetError when it is not there."""
     kind, vm_id = parse_target(vm_id)
     if kind != "vm":
-        raise TargetError("expected a VM resource ID")
+        raise TargetError(not_a_vm)
     sub = arm_ids.parse(vm_id).subscription
     snapshot, topology, evaluation = _observe(ctx, sub, with_verified=False)
     vm = topology.vms.get(normalize(vm_id))
     if vm is None:
         raise TargetError(f"VM {vm_id} was not found in subscription {sub}", 404)
+    return sub, snapshot, topology, evaluation, vm
+
+
+def _single_vm_plan(ctx: ServiceContext, vm_id: str, *, needs_nic: bool = True):
+    """PlanResult narrowed to one VM, or an Outcome saying why not."""
+    sub, snapshot, topology, evaluation, vm = _observe_vm(ctx, vm_id, "expected a VM resource ID")
     pr = _build(ctx, snapshot, topology, evaluation, sub, [vm.id],
                 {"vm_id": vm.id, "vm_name": vm.name})
     v = pr.plan.vm(vm.id)
@@ -876,14 +882,8 @@ def verify(ctx: ServiceContext, vm_id: str, trigger: Trigger, *,
 def rollback_plan(ctx: ServiceContext, vm_id: str) -> tuple[PlanResult, list[dict]]:
     """A plan that removes the managed NIC(s) of a VM: cleanup script, deallocate, detach,
     start, delete. Only NICs tagged `<managed_tag>=true` are ever included."""
-    kind, vm_id = parse_target(vm_id)
-    if kind != "vm":
-        raise TargetError("rollback needs a VM resource ID (--vm)")
-    sub = arm_ids.parse(vm_id).subscription
-    snapshot, topology, evaluation = _observe(ctx, sub, with_verified=False)
-    vm = topology.vms.get(normalize(vm_id))
-    if vm is None:
-        raise TargetError(f"VM {vm_id} was not found in subscription {sub}", 404)
+    sub, snapshot, topology, evaluation, vm = _observe_vm(
+        ctx, vm_id, "rollback needs a VM resource ID (--vm)")
     tag = ctx.settings.managed_tag
     attached = [topology.nics[k] for k in vm.nic_keys
                 if k in topology.nics and k != vm.primary_nic_key
