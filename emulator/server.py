@@ -19,6 +19,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -77,7 +78,11 @@ class Emulator:
             Throttle(throttle if isinstance(throttle, dict) else None) if throttle else None
         )
         self.lro_polls, self.lro_retry_after = lro_polls, lro_retry_after
-        self.roles = roles  # {principal or client id or "*": {"Microsoft.Network/*/read", ...}}
+        # {principal or client id or name or "*": {"Microsoft.Network/*/read", ...}} grants at
+        # every scope; a mapping {scope: actions} grants each set at that scope and below it,
+        # as role assignments do, e.g. {"/subscriptions/s/resourceGroups/rg": {...},
+        # "/subscriptions/s": {"*/read"}} (see _granted_at).
+        self.roles = roles
         if identities is None and emu_cfg.get("identities"):
             identities = [
                 Identity(i["principalId"], i["clientId"], i.get("name", "identity"))
@@ -314,7 +319,9 @@ class Emulator:
                     "MissingApiVersionParameter",
                     "The api-version query parameter (?api-version=) is required for all requests.",
                 )
-            self._authorize(ident, [entry.action], url.path)
+            # Resource Graph is a tenant-level query (ARM filters its rows by read access):
+            # a grant at any scope lets the query through.
+            self._authorize(ident, [entry.action], url.path, any_scope=route.kind == "graph")
             if self.throttle is not None and route.subscription:
                 ok, limit_headers = self.throttle.take(route.subscription, method != "GET")
                 if not ok:
@@ -394,12 +401,14 @@ class Emulator:
         if self.on_event is not None:
             self.on_event(event)
 
-    def _authorize(self, ident: Identity, actions: list, scope: str) -> None:
+    def _authorize(
+        self, ident: Identity, actions: list, scope: str, any_scope: bool = False
+    ) -> None:
         if self.roles is None:
             return
         granted = set()
         for key in (ident.principal_id, ident.client_id, ident.name, "*"):
-            granted |= {a.lower() for a in self.roles.get(key, ())}
+            granted |= _granted_at(self.roles.get(key, ()), None if any_scope else scope)
         for action in actions:
             if action and not any(fnmatch.fnmatchcase(action.lower(), g) for g in granted):
                 raise ArmError(
@@ -670,6 +679,23 @@ class Emulator:
             q = dict(query, **{"$skiptoken": str(skip + self.page_size)})
             out["nextLink"] = f"{self.base_url}{route.path}?{urlencode(q, safe='$')}"
         return out
+
+
+def _granted_at(grant, scope: str | None) -> set[str]:
+    """Lowercased action patterns one roles entry grants at `scope` (an ARM path).
+
+    A plain collection grants its actions at every scope. A mapping {scope: actions} grants
+    each set at its scope and below (ARM role assignments are inherited by child scopes);
+    scope "/" is the whole tenant. `scope=None` means "at any scope" (Resource Graph)."""
+    if not isinstance(grant, Mapping):
+        return {a.lower() for a in grant}
+    target = (scope or "").rstrip("/").lower()
+    out: set[str] = set()
+    for prefix, actions in grant.items():
+        base = prefix.rstrip("/").lower()
+        if scope is None or base == "" or target == base or target.startswith(base + "/"):
+            out |= {a.lower() for a in actions}
+    return out
 
 
 def _op_id(headers: dict) -> str:
