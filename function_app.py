@@ -2,15 +2,19 @@
 call on `shared.services` and the result into a response; all logic lives in `shared/`."""
 
 import json
+import logging
 
 import azure.functions as func
 
+from shared import observability
 from shared.services import audit, fix_api, health
 from shared.services import events as event_service
 from shared.services import sweep as sweep_service
-from shared.settings import Settings
+from shared.settings import Settings, SettingsError
 
+observability.setup()  # correlation IDs on every log line; OpenTelemetry when configured
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+log = logging.getLogger("hairpin.functions")
 
 
 def _json(body, status: int = 200) -> func.HttpResponse:
@@ -18,9 +22,20 @@ def _json(body, status: int = 200) -> func.HttpResponse:
                              mimetype="application/json")
 
 
+def _unavailable(what: str, exc: Exception) -> func.HttpResponse:
+    # A clear 503 with the kind of problem; details (never secrets) go to the function log.
+    log.warning("%s failed: %s", what, exc)
+    detail = (f"configuration error: {exc.args[0].split('=')[0]}"
+              if isinstance(exc, SettingsError) else f"{type(exc).__name__}; see the function log")
+    return _json({"error": {"code": "Unavailable", "message": f"{what}: {detail}"}}, 503)
+
+
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def health_check(req: func.HttpRequest) -> func.HttpResponse:
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        return _unavailable("health", exc)
     report = health.health_report(settings, arm_probe=health.arm_probe(settings),
                                   storage_probe=health.storage_probe(settings))
     return _json(report, 200 if report["status"] == "ok" else 503)
@@ -35,8 +50,11 @@ def scheduled_audit(timer: func.TimerRequest) -> None:
 @app.route(route="audit", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def get_audit(req: func.HttpRequest) -> func.HttpResponse:
     as_html = audit.prefers_html(req.headers.get("Accept"))
-    found = audit.latest_or_fresh(audit.context_for_trigger(Settings.from_env()),
-                                  audit.is_true(req.params.get("fresh")), html=as_html)
+    try:
+        found = audit.latest_or_fresh(audit.context_for_trigger(Settings.from_env()),
+                                      audit.is_true(req.params.get("fresh")), html=as_html)
+    except Exception as exc:  # noqa: BLE001 - a clear 503, never a stack trace
+        return _unavailable("audit", exc)
     if as_html:
         return func.HttpResponse(found.html, mimetype="text/html", charset="utf-8")
     return _json(found.report)
@@ -46,7 +64,8 @@ def get_audit(req: func.HttpRequest) -> func.HttpResponse:
 def on_resource_event(event: func.EventGridEvent) -> None:
     # Subscription system-topic events (infra/eventgrid.json). Raises only on transient
     # failures, so that Event Grid delivers the event again; the rest is acknowledged.
-    event_service.handle_event(event)
+    with observability.correlate(event_id=getattr(event, "id", None), trigger="event"):
+        event_service.handle_event(event)
 
 
 @app.timer_trigger(arg_name="timer", schedule="%HAIRPIN_SWEEP_SCHEDULE%", run_on_startup=False,

@@ -63,3 +63,29 @@ def test_clients_from_identity_settings():
     assert clients.table.url.startswith("https://hairpinsa.table.core.windows.net")
     with pytest.raises(ValueError, match="AzureWebJobsStorage"):
         StorageClients.from_env({})
+
+
+def test_context_takes_storage_from_the_identity_based_setting(azurite, storage_ns):
+    """In Azure the template disables shared keys and sets AzureWebJobsStorage__accountName /
+    __blobServiceUri ...: the services must still get their journal, locks and reports."""
+    from azure.core.credentials import AzureNamedKeyCredential
+
+    from shared.services.context import ServiceContext
+    from shared.settings import Settings
+    from shared.storage.clients import StorageClients
+    from tests.fixtures_azurite import ACCOUNT_KEY, ACCOUNT_NAME
+
+    env = {"AzureWebJobsStorage__blobServiceUri": azurite.blob_endpoint,
+           "AzureWebJobsStorage__tableServiceUri": azurite.table_endpoint,
+           "AzureWebJobsStorage__queueServiceUri": azurite.queue_endpoint}
+    assert StorageClients.configured_in(env) and not StorageClients.configured_in({})
+    settings = Settings(journal_table=storage_ns.table("journal"),
+                        lock_container=storage_ns.container("locks"),
+                        report_container=storage_ns.container("reports"))
+    storage = StorageClients.from_env(
+        env, credential=AzureNamedKeyCredential(ACCOUNT_NAME, ACCOUNT_KEY))
+    ctx = ServiceContext(settings).attach_storage(storage)
+    assert ctx.journal and ctx.locks and ctx.reports and ctx.storage.queue is not None
+    assert storage_ns.container("locks") in [c.name for c in storage.blob.list_containers()]
+    # Without any storage setting the context has none (and says so where it matters).
+    assert ServiceContext.from_settings(Settings(), environ={}).journal is None

@@ -27,24 +27,36 @@ class ServiceContext:
     locks: object | None = None  # shared.storage.locks.LockManager
     reports: object | None = None  # shared.storage.reports.ReportStore
     notifier: object | None = None  # shared.services.notify.Notifier
+    storage: object | None = None  # shared.storage.clients.StorageClients (blob, table, queue)
     clock: Callable[[], datetime] = _utc_now
     _clients: dict[str, AzureClients] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings, **kwargs) -> ServiceContext:
+    def from_settings(cls, settings: Settings, *, environ=None, **kwargs) -> ServiceContext:
+        """Storage from the connection string in settings, else from the Functions
+        identity-based setting (`AzureWebJobsStorage__accountName`, no keys), else none."""
+        from shared.storage.clients import StorageClients
+
         ctx = cls(settings, **kwargs)
-        if settings.storage_connection and ctx.journal is None:
-            ctx.attach_storage(settings.storage_connection)
+        if ctx.journal is None:
+            if settings.storage_connection:
+                ctx.attach_storage(StorageClients.from_connection_string(
+                    settings.storage_connection))
+            elif StorageClients.configured_in(environ):
+                ctx.attach_storage(StorageClients.from_env(environ))
         return ctx
 
-    def attach_storage(self, connection_string: str) -> ServiceContext:
+    def attach_storage(self, storage) -> ServiceContext:
+        """Journal, locks and reports on these StorageClients (or a connection string)."""
         from shared.storage.clients import StorageClients
         from shared.storage.journal import Journal
         from shared.storage.locks import LockManager
         from shared.storage.reports import ReportStore
 
-        storage = StorageClients.from_connection_string(connection_string)
+        if isinstance(storage, str):
+            storage = StorageClients.from_connection_string(storage)
         s = self.settings
+        self.storage = storage
         self.journal = Journal(storage.table, table=s.journal_table).ensure()
         self.locks = LockManager(storage.blob, container=s.lock_container,
                                  lease_seconds=s.lock_lease_seconds).ensure()
