@@ -283,3 +283,16 @@ def test_narrow_discovery_reads_each_touched_resource_once(emulator):
     narrow = audit.run_audit(ctx, snapshot=doc)
     assert [f for f in narrow.report["findings"] if f["vm_name"] == "hs-vm1"] == \
         [f for f in full.report["findings"] if f["vm_name"] == "hs-vm1"]
+
+
+def test_audit_counts_findings_for_telemetry():
+    """Every audit adds its findings to the `findings` counter by severity (exported to Azure
+    Monitor when OpenTelemetry is configured)."""
+    from shared.observability import counters
+
+    ctx = ServiceContext(Settings(), clock=lambda: datetime(2026, 11, 26, tzinfo=UTC))
+    high, medium = (counters.get("findings", severity=s, source="audit")
+                    for s in ("high", "medium"))
+    audit.run_audit(ctx, snapshot=SCENARIOS / "default.json", html=False)
+    assert counters.get("findings", severity="high", source="audit") == high + 2
+    assert counters.get("findings", severity="medium", source="audit") == medium + 2

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shared import arm_ids, report_html
+from shared import arm_ids, observability, report_html
 from shared import snapshot as snapshots
 from shared.azure.discovery import discover_health, discover_skus, discover_subscription
 from shared.azure.resource_graph import discover_resources
@@ -257,6 +257,7 @@ def run_audit(ctx, *, subscriptions: Iterable[str] | None = None, resource_graph
                  snapshot=snapshot, on_progress=on_progress)
     topology = Topology.from_snapshot(doc)
     evaluation = evaluate(topology, ctx.settings, _verified_routes(ctx))
+    observability.record_findings(evaluation.findings)
     generated_at = ctx.clock()
     report = build_report(evaluation, generated_at,
                           scope=_scope(resource_graph, snapshot, doc))
