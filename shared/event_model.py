@@ -10,7 +10,6 @@ the exceptions that make Event Grid deliver an event again (`TransientEventError
 from __future__ import annotations
 
 import logging
-import os
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,17 +17,8 @@ from typing import Any
 
 log = logging.getLogger("hairpin.events")
 
-ENV_WINDOW = "HAIRPIN_EVENT_BURST_WINDOW_SECONDS"
-ENV_SKEW = "HAIRPIN_EVENT_CLOCK_SKEW_SECONDS"
-
-
-def _env_float(name: str, default: float, low: float, high: float) -> float:
-    try:
-        value = float(os.environ.get(name, "").strip() or default)
-    except ValueError:
-        log.warning("%s is not a number; using %s", name, default)
-        return default
-    return min(max(value, low), high)
+ENV_WINDOW = "HAIRPIN_EVENT_BURST_WINDOW_SECONDS"  # Settings.event_burst_window_seconds
+ENV_SKEW = "HAIRPIN_EVENT_CLOCK_SKEW_SECONDS"  # Settings.event_clock_skew_seconds
 
 
 @dataclass(frozen=True)
@@ -40,9 +30,15 @@ class EventConfig:
     bulk_read_threshold: int = 20  # more VMs than this in one pass: list the subscription
 
     @classmethod
+    def from_settings(cls, settings) -> EventConfig:
+        return cls(window_seconds=settings.event_burst_window_seconds,
+                   clock_skew_seconds=settings.event_clock_skew_seconds)
+
+    @classmethod
     def from_env(cls) -> EventConfig:
-        return cls(window_seconds=_env_float(ENV_WINDOW, 60.0, 1.0, 3600.0),
-                   clock_skew_seconds=_env_float(ENV_SKEW, 5.0, 0.0, 300.0))
+        from shared.settings import Settings
+
+        return cls.from_settings(Settings.from_env())
 
 
 @dataclass

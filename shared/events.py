@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -416,16 +415,15 @@ def is_own_write(event: ResourceEvent, identity: OwnIdentity) -> bool:
 # --------------------------------------------------------------------------- own identity
 
 def own_identity_from_env(environ: Mapping[str, str] | None = None) -> OwnIdentity:
-    """`HAIRPIN_IDENTITY_PRINCIPAL_ID`, `HAIRPIN_IDENTITY_CLIENT_ID` (else `AZURE_CLIENT_ID`, set
-    for a user-assigned identity), `HAIRPIN_IDENTITY_RESOURCE_ID`."""
-    env = os.environ if environ is None else environ
+    """The function's identity from settings: `HAIRPIN_IDENTITY_PRINCIPAL_ID`,
+    `HAIRPIN_IDENTITY_CLIENT_ID` (else `AZURE_CLIENT_ID`, set for a user-assigned identity),
+    `HAIRPIN_IDENTITY_RESOURCE_ID`."""
+    from shared.settings import Settings
 
-    def get(name: str) -> str | None:
-        return _text(env.get(name), 512)
-
-    return OwnIdentity(principal_id=get(ENV_PRINCIPAL_ID),
-                       client_id=get(ENV_CLIENT_ID) or get("AZURE_CLIENT_ID"),
-                       resource_id=get(ENV_IDENTITY_RESOURCE_ID))
+    s = Settings.from_env(environ)
+    return OwnIdentity(principal_id=_text(s.identity_principal_id, 512),
+                       client_id=_text(s.identity_client_id, 512),
+                       resource_id=_text(s.identity_resource_id, 512))
 
 
 def identity_from_jwt(token: str) -> OwnIdentity:

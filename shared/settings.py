@@ -247,6 +247,19 @@ def _bool(value: str) -> bool:
     raise ValueError("expected true/false (also 1/0, yes/no, on/off)")
 
 
+def _float_between(low: float, high: float) -> Callable[[str], float]:
+    def parse(value: str) -> float:
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise ValueError(f"expected a number {low:g}-{high:g}") from None
+        if not low <= number <= high:
+            raise ValueError(f"expected a number {low:g}-{high:g}")
+        return number
+
+    return parse
+
+
 def _int_between(low: int, high: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
         try:
@@ -382,8 +395,26 @@ class Settings:
     run_command_timeout_seconds: int = 900
     # Event Grid topic for notifications (pending plans, failures); None = no notifications.
     notify_topic_endpoint: str | None = None
+    # Access key of that topic; None = the managed identity (the template's topic takes only
+    # Entra ID). A secret: kept out of repr and error messages.
+    notify_topic_key: str | None = field(default=None, repr=False)
     # Tag put on NICs this project creates (value "true"); rollback touches nothing else.
     managed_tag: str = "hairpin-managed"
+    # The function's own managed identity, to recognise its own writes in Event Grid events
+    # (client id falls back to AZURE_CLIENT_ID, which a user-assigned identity sets).
+    identity_principal_id: str | None = None
+    identity_client_id: str | None = None
+    identity_resource_id: str | None = None
+    # Event bursts: one evaluation pass per VM per window; tolerated ARM-vs-local clock skew.
+    event_burst_window_seconds: float = 60.0
+    event_clock_skew_seconds: float = 5.0
+    # Drift sweep: time budget per run (host.json allows 10 min), Run Commands in flight
+    # (one per VM, never two VMs of a pool), seconds between two Run Command starts, and the
+    # time a VM needs so that the sweep does not start it too close to the budget.
+    sweep_budget_seconds: float = 540.0
+    sweep_run_command_workers: int = 4
+    sweep_run_command_interval_seconds: float = 1.0
+    sweep_item_budget_seconds: float = 120.0
 
     _FIELDS: ClassVar[tuple[_Field, ...]]
     ENV_VARS: ClassVar[tuple[str, ...]]
@@ -416,6 +447,8 @@ class Settings:
             fallback = environ.get("AzureWebJobsStorage", "").strip()
             if fallback:
                 values["storage_connection"] = fallback
+        if "identity_client_id" not in values and environ.get("AZURE_CLIENT_ID", "").strip():
+            values["identity_client_id"] = environ["AZURE_CLIENT_ID"].strip()
         return cls(**values)
 
     def is_opted_in(self, tags: Mapping[str, str] | None) -> bool:
@@ -504,12 +537,34 @@ Settings._FIELDS = (
         _url,
         "Event Grid topic endpoint URL",
     ),
+    _Field("notify_topic_key", "HAIRPIN_NOTIFY_TOPIC_KEY", _text,
+           "access key of the notification topic (default: managed identity)"),
     _Field(
         "managed_tag", "HAIRPIN_MANAGED_TAG", _tag_name, "tag name on NICs this project creates"
     ),
+    _Field("identity_principal_id", "HAIRPIN_IDENTITY_PRINCIPAL_ID", _text,
+           "object id of the function's managed identity"),
+    _Field("identity_client_id", "HAIRPIN_IDENTITY_CLIENT_ID", _text,
+           "client id of the function's managed identity (default: AZURE_CLIENT_ID)"),
+    _Field("identity_resource_id", "HAIRPIN_IDENTITY_RESOURCE_ID", _text,
+           "resource id of the user-assigned identity"),
+    _Field("event_burst_window_seconds", "HAIRPIN_EVENT_BURST_WINDOW_SECONDS",
+           _float_between(1, 3600), "seconds, 1-3600"),
+    _Field("event_clock_skew_seconds", "HAIRPIN_EVENT_CLOCK_SKEW_SECONDS",
+           _float_between(0, 300), "seconds, 0-300"),
+    _Field("sweep_budget_seconds", "HAIRPIN_SWEEP_BUDGET_SECONDS", _float_between(30, 3600),
+           "seconds, 30-3600"),
+    _Field("sweep_run_command_workers", "HAIRPIN_SWEEP_RUN_COMMAND_WORKERS",
+           _int_between(1, 32), "1-32"),
+    _Field("sweep_run_command_interval_seconds", "HAIRPIN_SWEEP_RUN_COMMAND_INTERVAL_SECONDS",
+           _float_between(0, 60), "seconds, 0-60"),
+    _Field("sweep_item_budget_seconds", "HAIRPIN_SWEEP_ITEM_BUDGET_SECONDS",
+           _float_between(1, 3600), "seconds, 1-3600"),
 )
-# AzureWebJobsStorage is read too (fallback for storage_connection).
-Settings.ENV_VARS = tuple(f.env for f in Settings._FIELDS) + ("AzureWebJobsStorage",)
+# Read too: AzureWebJobsStorage (fallback for storage_connection) and AZURE_CLIENT_ID (fallback
+# for identity_client_id).
+Settings.ENV_VARS = tuple(f.env for f in Settings._FIELDS) + ("AzureWebJobsStorage",
+                                                             "AZURE_CLIENT_ID")
 
 assert {f.name for f in Settings._FIELDS} == {f.name for f in fields(Settings)}, (
     "every Settings field must have exactly one environment variable"

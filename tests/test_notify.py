@@ -190,8 +190,10 @@ def test_no_topic_configured_means_no_notifier():
     from shared.settings import Settings
 
     assert Notifier.from_settings(Settings()) is None
-    s = Settings(notify_topic_endpoint="https://t.westeurope-1.eventgrid.azure.net/api/events")
-    n = Notifier.from_settings(s, {notify.ENV_TOPIC_KEY: KEY})
+    s = Settings(notify_topic_endpoint="https://t.westeurope-1.eventgrid.azure.net/api/events",
+                 notify_topic_key=KEY)
+    assert KEY not in repr(s)  # a secret never shows in logs of the settings
+    n = Notifier.from_settings(s)
     assert isinstance(n._credential, AzureKeyCredential) and n.enabled
 
 

@@ -41,9 +41,11 @@ def test_frozen():
 def test_every_field_has_one_env_var():
     names = Settings.ENV_VARS
     assert len(names) == len(set(names))
-    assert len([f for f in fields(Settings)]) == len(names) - 1  # + AzureWebJobsStorage fallback
+    # + the AzureWebJobsStorage and AZURE_CLIENT_ID fallbacks
+    assert len([f for f in fields(Settings)]) == len(names) - 2
     assert "HAIRPIN_MODE" in names and "AzureWebJobsStorage" in names
-    assert all(n.startswith("HAIRPIN_") for n in names if n != "AzureWebJobsStorage")
+    assert all(n.startswith("HAIRPIN_") for n in names
+               if n not in ("AzureWebJobsStorage", "AZURE_CLIENT_ID"))
 
 
 def test_full_environment():
@@ -211,3 +213,22 @@ def test_ncrontab():
         validate_ncrontab("0 0 * * *")
     with pytest.raises(ValueError):
         validate_ncrontab("0 0 * * * $(x)")
+
+
+def test_event_sweep_and_identity_settings_have_one_home():
+    s = Settings.from_env({"HAIRPIN_EVENT_BURST_WINDOW_SECONDS": "120",
+                           "HAIRPIN_SWEEP_RUN_COMMAND_WORKERS": "2",
+                           "HAIRPIN_SWEEP_BUDGET_SECONDS": "300",
+                           "AZURE_CLIENT_ID": "11111111-2222-3333-4444-555555555555",
+                           "HAIRPIN_NOTIFY_TOPIC_KEY": "k3y"})
+    assert (s.event_burst_window_seconds, s.sweep_run_command_workers,
+            s.sweep_budget_seconds) == (120.0, 2, 300.0)
+    assert s.identity_client_id == "11111111-2222-3333-4444-555555555555"
+    assert "k3y" not in repr(s)
+    from shared.event_model import EventConfig
+    from shared.services.sweep import SweepConfig
+
+    assert EventConfig.from_settings(s).window_seconds == 120.0
+    assert SweepConfig.from_settings(s).run_command_workers == 2
+    with pytest.raises(SettingsError, match="HAIRPIN_SWEEP_RUN_COMMAND_WORKERS"):
+        Settings.from_env({"HAIRPIN_SWEEP_RUN_COMMAND_WORKERS": "0"})

@@ -53,7 +53,6 @@ from shared.event_model import (  # noqa: F401 - re-exported as well
     EventConfig,
     EventResult,
     TransientEventError,
-    _env_float,
     _one_line,
     _op_id,
     _parse_time,

@@ -16,7 +16,6 @@ header) when `HAIRPIN_NOTIFY_TOPIC_KEY` is set, otherwise the function's identit
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import uuid
 from collections.abc import Mapping
@@ -28,7 +27,6 @@ from shared.arm_ids import name_of, try_parse
 
 log = logging.getLogger("hairpin.notify")
 
-ENV_TOPIC_KEY = "HAIRPIN_NOTIFY_TOPIC_KEY"  # topic access key (else the managed identity)
 SOURCE = "/azure-ilb-hairpin"
 DEFAULT_SEND_KWARGS = {"retry_total": 2, "connection_timeout": 5, "read_timeout": 10}
 SCHEMA_VERSION = 1
@@ -146,14 +144,13 @@ class Notifier:
         self.last_error: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Any, environ: Mapping[str, str] | None = None,
-                      **kwargs: Any) -> Notifier | None:
-        """None when no topic is configured (`HAIRPIN_NOTIFY_TOPIC_ENDPOINT`)."""
-        env = os.environ if environ is None else environ
+    def from_settings(cls, settings: Any, **kwargs: Any) -> Notifier | None:
+        """None when no topic is configured (`HAIRPIN_NOTIFY_TOPIC_ENDPOINT`); the topic's
+        access key when set (`HAIRPIN_NOTIFY_TOPIC_KEY`), else the managed identity."""
         endpoint = getattr(settings, "notify_topic_endpoint", None)
         if not endpoint:
             return None
-        key = (env.get(ENV_TOPIC_KEY) or "").strip()
+        key = (getattr(settings, "notify_topic_key", None) or "").strip()
         if key:
             from azure.core.credentials import AzureKeyCredential
 

@@ -35,7 +35,6 @@ Parts: the pure `shared.sweep_plan` (`plan_work`: drift and the call per VM) and
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import uuid
@@ -81,19 +80,7 @@ from shared.sweep_summary import SweepSummary
 log = logging.getLogger("hairpin.sweep")
 
 CHECKPOINT = "sweep"
-ENV_BUDGET = "HAIRPIN_SWEEP_BUDGET_SECONDS"
-ENV_WORKERS = "HAIRPIN_SWEEP_RUN_COMMAND_WORKERS"
-ENV_INTERVAL = "HAIRPIN_SWEEP_RUN_COMMAND_INTERVAL_SECONDS"
-ENV_ITEM_BUDGET = "HAIRPIN_SWEEP_ITEM_BUDGET_SECONDS"
 DEFAULT_BUDGET_S = 540.0  # host.json functionTimeout is 10 min: stop a minute before
-
-
-def _env_number(name: str, default: float, low: float, high: float) -> float:
-    try:
-        value = float(os.environ.get(name, "").strip() or default)
-    except ValueError:
-        return default
-    return min(max(value, low), high)
 
 
 @dataclass(frozen=True)
@@ -104,10 +91,10 @@ class SweepConfig:
     check_guest_routes: bool = True
 
     @classmethod
-    def from_env(cls) -> SweepConfig:
-        return cls(run_command_workers=int(_env_number(ENV_WORKERS, 4, 1, 32)),
-                   run_command_interval=_env_number(ENV_INTERVAL, 1.0, 0.0, 60.0),
-                   item_budget_seconds=_env_number(ENV_ITEM_BUDGET, 120.0, 1.0, 3600.0))
+    def from_settings(cls, settings) -> SweepConfig:
+        return cls(run_command_workers=settings.sweep_run_command_workers,
+                   run_command_interval=settings.sweep_run_command_interval_seconds,
+                   item_budget_seconds=settings.sweep_item_budget_seconds)
 
 
 class SweepBusy(Exception):
@@ -122,7 +109,7 @@ class Sweep(SweepCheckpoint, SweepReconcile):
                  checkpoint: str = CHECKPOINT, gather: Callable[..., dict] | None = None) -> None:
         self.ctx = ctx
         self._remediation = remediation
-        self.config = config or SweepConfig.from_env()
+        self.config = config or SweepConfig.from_settings(ctx.settings)
         self.deadline = deadline if deadline is not None else getattr(ctx, "deadline", None)
         self.trigger = trigger or Trigger(TRIGGER_SWEEP, principal="managed-identity")
         self.checkpoint_name = checkpoint
@@ -286,10 +273,9 @@ def sweep_from_env(*, budget_seconds: float | None = None) -> SweepSummary | Non
     from shared.services.notify import Notifier
     from shared.settings import Settings
 
-    budget = budget_seconds if budget_seconds is not None else _env_number(
-        ENV_BUDGET, DEFAULT_BUDGET_S, 30, 3600)
-    deadline = time.monotonic() + budget
     settings = Settings.from_env()
+    budget = budget_seconds if budget_seconds is not None else settings.sweep_budget_seconds
+    deadline = time.monotonic() + budget
     ctx = ServiceContext.from_settings(settings, deadline=deadline)
     ctx.notifier = ctx.notifier or Notifier.from_settings(settings)
     try:
