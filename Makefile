@@ -21,7 +21,7 @@ node_modules/.bin/azurite: package.json
 system:
 	@bash scripts/install-system-packages.sh
 
-demo: venv system
+demo: venv node system
 	$(PY) -m emulator.demo
 
 test: venv node system
