@@ -720,6 +720,17 @@ foreach ($vip in $Vips) {
     $changes.Add("+route $prefix active")
   }
 }
+# The managed adapter carries only our host routes: a /32 via the gateway to a VIP that is no
+# longer wanted (its frontend was removed) goes, from both stores.
+$wanted = @($Vips | ForEach-Object { "$_/32" })
+foreach ($store in 'ActiveStore', 'PersistentStore') {
+  Get-NetRoute -InterfaceIndex $idx -NextHop $Gateway -PolicyStore $store -ErrorAction SilentlyContinue |
+    Where-Object { $_.DestinationPrefix -like '*/32' -and $wanted -notcontains $_.DestinationPrefix } |
+    ForEach-Object {
+      Remove-NetRoute -InputObject $_ -Confirm:$false
+      $changes.Add("-route $($_.DestinationPrefix) $store")
+    }
+}
 $result = if ($changes.Count) { 'applied' } else { 'unchanged' }
 Write-Result $result @{ interface_index = $idx }
 """
@@ -755,7 +766,8 @@ def _ps_header(title: str) -> str:
 
 
 def render_windows_apply(spec: GuestRouteSpec) -> str:
-    """RunPowerShellScript apply: host routes only (Windows uses the strong host model)."""
+    """RunPowerShellScript apply: host routes only (Windows uses the strong host model); routes
+    to VIPs no longer wanted are removed from the managed adapter."""
     return _ps_header("hairpin routes: apply") + _ps_vars(spec) + _PS_PRELUDE + _PS_APPLY
 
 

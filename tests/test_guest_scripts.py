@@ -192,6 +192,9 @@ def test_windows_apply_golden():
             "-RouteMetric 1\n") in ps  # no -PolicyStore: active + persistent
     assert "Get-NetRoute @sel -PolicyStore PersistentStore" in ps  # checked before adding
     assert "ConvertTo-Json -Compress" in ps and "route add" not in ps
+    # Re-rendered with fewer VIPs, apply removes the stale host routes on the managed adapter.
+    assert "$wanted -notcontains $_.DestinationPrefix" in ps
+    assert "Get-NetRoute -InterfaceIndex $idx -NextHop $Gateway -PolicyStore $store" in ps
 
 
 def test_windows_cleanup_golden():
