@@ -254,7 +254,13 @@ class ArmActions:
 
         def change(refs: list[dict]) -> list[dict] | None:
             kept = [r for r in refs if arm_ids.normalize(r.get("id", "")) != key]
-            return None if len(kept) == len(refs) else kept
+            if len(kept) == len(refs):
+                return None
+            gone = [r for r in refs if arm_ids.normalize(r.get("id", "")) == key]
+            if not kept or any((r.get("properties") or {}).get("primary") for r in gone):
+                raise NotManaged(f"{arm_ids.name_of(nic_id)} is the primary NIC of "
+                                 f"{arm_ids.name_of(vm_id)}: never detached")
+            return kept
 
         return self._put_nics(vm_id, change, "detach-nic")
 

@@ -71,6 +71,8 @@ def _parse(body: bytes | str | None) -> dict | ApiResponse:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         return _error(400, f"body is not valid JSON ({str(exc).splitlines()[0][:120]})")
+    except RecursionError:
+        return _error(400, "body is not acceptable JSON (nested too deeply)")
     if not isinstance(doc, dict):
         return _error(400, "body must be a JSON object with vm_id or finding_id")
     unknown = sorted(set(doc) - _FIELDS)

@@ -439,8 +439,11 @@ class _VmRunner:
 
     def write(self, kind: str, action: Callable[[], Any], *, before=None,
               after: Callable[[Any], Any] | None = None) -> Any:
-        """Journal `started`, do it, journal `succeeded` (or `failed`, then re-raise)."""
-        self.run.check_budget(f"{kind} on {self.v.vm_name}")
+        """Journal `started`, do it, journal `succeeded` (or `failed`, then re-raise).
+        Starting a VM we deallocated is never skipped for the budget: stopping there would
+        leave it down until some later run."""
+        if kind != planning.STEP_START:
+            self.run.check_budget(f"{kind} on {self.v.vm_name}")
         self.run.journal(kind, RESULT_STARTED, self.v.vm_id, step=kind, before=before)
         try:
             value = action()
@@ -481,6 +484,7 @@ class _VmRunner:
         power = ArmActions.power_state(live_vm)
         open_recs = ctx.journal.open_records(OPEN_DEALLOCATED, v.vm_id)
         if power == "running":
+            self.refuse_unplanned_deallocation()
             self.check_peers()
             self.run.check_budget(f"deallocating {v.vm_name}")
             # Opened before the deallocation: a crash from here on leaves evidence.
@@ -517,6 +521,14 @@ class _VmRunner:
         self.deallocated_by_us = False
         self.step(planning.STEP_START, "started")
 
+    def refuse_unplanned_deallocation(self) -> None:
+        """The guard (window, approval) judged a plan that does not deallocate this VM (it was
+        deallocated when planned): a VM running now is not deallocated on that judgement."""
+        if not self.v.needs_deallocation:
+            raise _Refuse(f"{self.v.vm_name} is running now, but the plan (made while it was "
+                          "not running) does not deallocate it: plan again, so that the guard "
+                          "(maintenance window, approval) judges the deallocation")
+
     def check_peers(self) -> None:
         """The guard's pool rule again, on power states read live just now."""
         t = self.pr.topology
@@ -540,6 +552,12 @@ class _VmRunner:
         nic = self.actions.get_nic(v.nic.id)
         if nic is None:
             raise ActionError(f"managed NIC {v.nic.name} disappeared", "NotFound")
+        tag = ctx.settings.managed_tag
+        if next((str(val) for k, val in (nic.get("tags") or {}).items()
+                 if k.lower() == tag.lower()), "").lower() != "true":
+            # Planning counts any NIC carrying the tag's name; routes go only via ours.
+            raise _Refuse(f"NIC {v.nic.name} is not tagged {tag}=true: this project did not "
+                          "create it and routes no guest traffic through it")
         spec = _spec(v, nic, ctx.settings)
         if push:
             script = guest_scripts.render(spec, os_name, "apply")
@@ -671,10 +689,16 @@ class _VmRunner:
             return
         try:
             live = self.actions.get_vm(self.v.vm_id)
-            if ArmActions.power_state(live) in ("deallocated", "stopped"):
+            power = ArmActions.power_state(live)
+            if power in ("deallocated", "stopped"):
                 self.start()
-            else:
+            elif live is None or power == "running":
                 self.run.ctx.journal.close_record(OPEN_DEALLOCATED, self.v.vm_id)
+            else:
+                # deallocating, starting, unknown: keep the record, the next run starts it.
+                state = power or "in an unknown power state"
+                self.out.reasons.append(f"{self.v.vm_name} is {state}; the next run starts it "
+                                        "if it stays down")
         except Exception as exc:  # noqa: BLE001
             self.out.reasons.append(f"could not start {self.v.vm_name} again ({_error_text(exc)}); "
                                     "the next run starts it first")
@@ -1026,6 +1050,8 @@ def _rollback_nic(runner: _VmRunner, info: dict) -> None:
     attached = live is not None and normalize(nic_id) in {normalize(x) for x in
                                                           ArmActions.nic_ids(live)}
     if attached:
+        if ArmActions.power_state(live) == "running":
+            runner.refuse_unplanned_deallocation()  # before the routes go: nothing half done
         if ArmActions.power_state(live) == "running" and info["vips"]:
             _cleanup_routes(runner, live, nic, info["vips"])
         power = ArmActions.power_state(live)

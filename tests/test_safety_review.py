@@ -1,0 +1,162 @@
+"""Safety review: guard bypasses, cleanup after failures and bad input found in review, each
+pinned by a test that fails without its fix."""
+# ruff: noqa: F811 - the `estate` fixture is imported from tests.remediation_support
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from shared.journal_model import OPEN_DEALLOCATED
+from shared.services import fix_api, remediation
+from tests.remediation_support import (  # noqa: F401 - fixtures
+    CLI,
+    VM1,
+    VM2,
+    arm_writes,
+    estate,
+)
+
+
+def _fixed_then_vm2_rolled_back(estate):
+    """The default scenario fixed, then hs-vm2's NIC rolled back: only hs-vm2 is at risk."""
+    emu, guest, ctx = estate()
+    pr = remediation.plan_for_vm(ctx, VM1)
+    assert remediation.apply(ctx, VM1, CLI, approval=pr.plan.hash).status == "applied"
+    rp, _ = remediation.rollback_plan(ctx, VM2)
+    assert remediation.rollback(ctx, VM2, CLI, approval=rp.plan.hash).status == "applied"
+    return emu, guest, ctx
+
+
+@pytest.mark.azurite
+def test_vm_started_after_a_no_deallocation_plan_is_not_deallocated(estate):
+    """Planned while hs-vm2 was deallocated, the plan deallocates nothing, so the guard lets it
+    run without approval (on demand) or window (unattended). Started meanwhile, hs-vm2 must
+    not be deallocated on that judgement."""
+    emu, _, ctx = _fixed_then_vm2_rolled_back(estate)
+    emu.set_power(VM2, "deallocated")
+    pr = remediation.plan_for_vm(ctx, VM2)
+    assert [(v.vm_name, v.needs_deallocation) for v in pr.plan.vms] == [("hs-vm2", False)]
+    emu.set_power(VM2, "running")  # an operator starts it before the run reaches it
+    emu.requests.reset()
+    out = remediation._guarded_run(ctx, pr, CLI, None, None)  # no approval: none was needed
+    paths = [e.path for e in arm_writes(emu)]
+    assert not any(p.endswith("/deallocate") for p in paths), paths
+    assert out.status == "refused" and "plan again" in " ".join(out.reasons), out.reasons
+    assert emu.power_state(VM2) == "running"
+
+
+@pytest.mark.azurite
+def test_rollback_planned_while_deallocated_does_not_deallocate_a_started_vm(estate):
+    emu, _, ctx = estate()
+    pr = remediation.plan_for_vm(ctx, VM1)
+    assert remediation.apply(ctx, VM1, CLI, approval=pr.plan.hash).status == "applied"
+    emu.set_power(VM2, "deallocated")
+    rp, nics = remediation.rollback_plan(ctx, VM2)
+    assert not rp.plan.vms[0].needs_deallocation
+    original = remediation.rollback_plan
+
+    def plan_then_start(ctx_, vm_id):
+        result = original(ctx_, vm_id)
+        emu.set_power(VM2, "running")  # started between the plan and the detach
+        return result
+
+    remediation.rollback_plan = plan_then_start
+    try:
+        emu.requests.reset()
+        out = remediation.rollback(ctx, VM2, CLI)  # no approval: none was needed
+    finally:
+        remediation.rollback_plan = original
+    paths = [e.path for e in arm_writes(emu)]
+    assert not any(p.endswith("/deallocate") for p in paths), paths
+    assert not any(p.endswith("/runCommand") for p in paths), paths  # routes left in place
+    assert out.status == "refused", out.reasons
+    assert emu.power_state(VM2) == "running"
+
+
+@pytest.mark.parametrize("power", ["deallocating", None])
+def test_failure_while_vm_is_not_settled_keeps_the_deallocated_record(power):
+    """After a failure, a VM we deallocated that is neither running nor down yet must keep its
+    open record, so that the next run starts it; closing it would leave the VM down for good."""
+    closed: list = []
+    journal = SimpleNamespace(close_record=lambda *a, **k: closed.append(a))
+    statuses = [{"code": f"PowerState/{power}"}] if power else []
+    live = {"properties": {"instanceView": {"statuses": statuses}}}
+    runner = remediation._VmRunner.__new__(remediation._VmRunner)
+    runner.run = SimpleNamespace(ctx=SimpleNamespace(journal=journal))
+    runner.v = SimpleNamespace(vm_id=VM2, vm_name="hs-vm2")
+    runner.actions = SimpleNamespace(get_vm=lambda vm_id: live)
+    runner.out = remediation.VmOutcome(VM2, "hs-vm2")
+    runner.deallocated_by_us = True
+    runner.restart_if_ours()
+    assert [c for c in closed if c and c[0] == OPEN_DEALLOCATED] == []
+    assert "next run" in " ".join(runner.out.reasons)
+
+
+def test_deeply_nested_json_is_a_400():
+    resp = fix_api._parse(b'{"vm_id": ' + b"[" * 5000 + b"}")
+    assert resp.status == 400 and "JSON" in resp.body["error"]
+    resp = fix_api._parse(b"[" * 10000)
+    assert resp.status == 400
+
+
+@pytest.mark.azurite
+def test_guest_routes_never_go_via_a_nic_not_tagged_managed_true(estate):
+    """Planning counts any non-primary NIC carrying the managed tag's *name*; a NIC tagged
+    `hairpin-managed=false` (rollback would never remove it) must not get our guest routes."""
+    from tests.remediation_support import SUB
+
+    emu, _, ctx = estate()
+    pr = remediation.plan_for_vm(ctx, VM1)
+    assert remediation.apply(ctx, VM1, CLI, approval=pr.plan.hash).status == "applied"
+    net = ctx.clients(SUB).network
+    nic = net.network_interfaces.get("rg-healthshare", "hs-vm2-hairpin-nic")
+    nic.tags = {"hairpin-managed": "false"}
+    net.network_interfaces.begin_create_or_update("rg-healthshare", "hs-vm2-hairpin-nic",
+                                                  nic).result()
+    emu.requests.reset()
+    out = remediation.ensure_guest_routes(ctx, VM2, CLI)
+    assert not any(e.path.endswith("/runCommand") for e in arm_writes(emu))
+    assert out.status == "refused" and "hairpin-managed=true" in " ".join(out.reasons)
+
+
+@pytest.mark.azurite
+def test_budget_running_out_after_the_attach_still_starts_the_vm(estate, monkeypatch):
+    """The time budget is checked before each step; the start of a VM we deallocated is the
+    one step it must never skip (the VM would stay down until some later trigger)."""
+    emu, _, ctx = estate()
+    original = remediation._Run.check_budget
+
+    def budget(self, what):
+        if what.startswith("start"):
+            raise remediation._Stop("the time budget is nearly spent: stopped before " + what)
+        return original(self, what)
+
+    monkeypatch.setattr(remediation._Run, "check_budget", budget)
+    pr = remediation.plan_for_vm(ctx, VM1)
+    remediation.apply(ctx, VM1, CLI, approval=pr.plan.hash)
+    assert emu.power_state(VM2) == "running"
+    assert emu.power_state(VM1) == "running"
+    assert ctx.journal.open_records(OPEN_DEALLOCATED) == []
+
+
+@pytest.mark.parametrize("refs", [
+    [{"id": "P", "properties": {"primary": False}}, {"id": "M", "properties": {"primary": True}}],
+    [{"id": "M"}],  # the only NIC is the primary one
+], ids=["flagged-primary", "only-nic"])
+def test_detach_never_removes_the_primary_nic(refs):
+    from shared.azure.actions import ArmActions, NotManaged
+
+    base = ("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/"
+            "Microsoft.Network/networkInterfaces/")
+    refs = [dict(r, id=base + r["id"]) for r in refs]
+    puts: list = []
+    vms = SimpleNamespace(
+        get=lambda rg, name: {"location": "x", "properties": {
+            "networkProfile": {"networkInterfaces": refs}}},
+        begin_create_or_update=lambda *a, **k: puts.append(a))
+    actions = ArmActions(SimpleNamespace(compute=SimpleNamespace(virtual_machines=vms)))
+    with pytest.raises(NotManaged):
+        actions.detach_nic(VM2, base + "M")
+    assert puts == [] and actions.writes == 0
