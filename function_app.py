@@ -25,7 +25,7 @@ def _json(body, status: int = 200) -> func.HttpResponse:
 def _unavailable(what: str, exc: Exception) -> func.HttpResponse:
     # A clear 503 with the kind of problem; details (never secrets) go to the function log.
     log.warning("%s failed: %s", what, exc)
-    detail = (f"configuration error: {exc.args[0].split('=')[0]}"
+    detail = (f"configuration error in {exc.variable or 'the settings'}"
               if isinstance(exc, SettingsError) else f"{type(exc).__name__}; see the function log")
     return _json({"error": {"code": "Unavailable", "message": f"{what}: {detail}"}}, 503)
 
@@ -83,8 +83,11 @@ def _fix_response(resp: fix_api.ApiResponse) -> func.HttpResponse:
 @app.route(route="fix", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def fix_post(req: func.HttpRequest) -> func.HttpResponse:
     # Dry run by default; {"approve": "<plan hash>"} queues the apply (202 + status URL).
+    # Only App Service Authentication vouches for this header; with function keys alone any
+    # caller can set it, so the journal records it as claimed, not verified.
+    claimed = req.headers.get("x-ms-client-principal-name")
     return _fix_response(fix_api.http_post(req.get_body(),
-                                           req.headers.get("x-ms-client-principal-name")))
+                                           f"claimed:{claimed}" if claimed else None))
 
 
 @app.route(route="fix/{operation}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

@@ -59,7 +59,7 @@ class _Feasibility:
 
         nics = [t.nics[k] for k in vm.nic_keys if k in t.nics]
         primary = t.nics.get(vm.primary_nic_key) if vm.primary_nic_key else None
-        managed = [n for n in nics if n.key != vm.primary_nic_key and n.has_tag(s.managed_tag)]
+        managed = [n for n in nics if n.key != vm.primary_nic_key and n.is_managed(s.managed_tag)]
         needs_new_nic = not managed
         primary_cfg = primary.primary_ip_config if primary else None
         if primary_cfg is None:

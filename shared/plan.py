@@ -395,7 +395,7 @@ def _vm_plan(t: Topology, vm: Vm, findings: list[Finding], settings: Settings) -
     existing = None
     for nk in vm.nic_keys:
         nic = t.nics.get(nk)
-        if nic is not None and nk != vm.primary_nic_key and nic.has_tag(settings.managed_tag):
+        if nic is not None and nk != vm.primary_nic_key and nic.is_managed(settings.managed_tag):
             existing = nic
             break
     nic_spec = _nic_spec(t, vm, hints, settings, existing)

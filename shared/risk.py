@@ -319,7 +319,7 @@ class _Evaluator(_Feasibility):
         return any(
             k != vm.primary_nic_key
             and k in self.t.nics
-            and self.t.nics[k].has_tag(self.s.managed_tag)
+            and self.t.nics[k].is_managed(self.s.managed_tag)
             for k in vm.nic_keys
         )
 

@@ -33,7 +33,12 @@ MODES = ("audit", "plan", "apply")
 
 
 class SettingsError(ValueError):
-    """A setting has a value the product cannot use."""
+    """A setting has a value the product cannot use; `variable` names it (its value is not
+    repeated where callers show errors to clients: it may be a secret)."""
+
+    def __init__(self, message: str, variable: str | None = None) -> None:
+        super().__init__(message)
+        self.variable = variable
 
 
 # --------------------------------------------------------------------------- call targets
@@ -442,7 +447,8 @@ class Settings:
                 values[spec.name] = spec.parse(raw)
             except ValueError as exc:
                 shown = raw if len(raw) <= 120 else raw[:117] + "..."
-                raise SettingsError(f"{spec.env}={shown!r}: {exc} ({spec.help})") from None
+                raise SettingsError(f"{spec.env}={shown!r}: {exc} ({spec.help})",
+                                    spec.env) from None
         if "storage_connection" not in values:
             fallback = environ.get("AzureWebJobsStorage", "").strip()
             if fallback:

@@ -75,7 +75,7 @@ def plan_work(topology, evaluation, verified, settings) -> list[VmWork]:
     suffix = secondary_nic_name("").lower()
     detached_for: set[str] = set()
     for nic in topology.nics.values():
-        if nic.has_tag(settings.managed_tag) and not nic.vm_id and nic.name.lower().endswith(
+        if nic.is_managed(settings.managed_tag) and not nic.vm_id and nic.name.lower().endswith(
                 suffix):
             for vm in topology.vms_named(nic.name[: -len(suffix)]):
                 if arm_ids.same(arm_ids.parent_id(arm_ids.parent_id(vm.id) or "") or "",
@@ -85,7 +85,7 @@ def plan_work(topology, evaluation, verified, settings) -> list[VmWork]:
     for vm in sorted(topology.vms.values(), key=lambda v: v.key):
         managed = [topology.nics[k] for k in vm.nic_keys
                    if k != vm.primary_nic_key and k in topology.nics
-                   and topology.nics[k].has_tag(settings.managed_tag)]
+                   and topology.nics[k].is_managed(settings.managed_tag)]
         findings = [f for f in evaluation.for_vm(vm.id) if f.severity in ACTIONABLE]
         verified_ips = verified_by_vm.get(vm.key, set())
         new_vips = sorted({f.frontend_ip for f in findings if f.frontend_ip} - verified_ips)

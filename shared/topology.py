@@ -129,9 +129,11 @@ class Nic:
         cfg = self.primary_ip_config
         return cfg.vnet_key if cfg else None
 
-    def has_tag(self, name: str) -> bool:
-        low = name.lower()
-        return any(k.lower() == low for k in self.tags)
+    def is_managed(self, managed_tag: str) -> bool:
+        """Created by this project: `<managed_tag>=true` (tag names are case-insensitive)."""
+        low = managed_tag.lower()
+        return any(k.lower() == low and str(v).strip().lower() == "true"
+                   for k, v in self.tags.items())
 
 
 @dataclass(frozen=True, slots=True)

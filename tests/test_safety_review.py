@@ -103,8 +103,8 @@ def test_deeply_nested_json_is_a_400():
 
 @pytest.mark.azurite
 def test_guest_routes_never_go_via_a_nic_not_tagged_managed_true(estate):
-    """Planning counts any non-primary NIC carrying the managed tag's *name*; a NIC tagged
-    `hairpin-managed=false` (rollback would never remove it) must not get our guest routes."""
+    """A NIC tagged `hairpin-managed=false` (rollback would never remove it) must not get our
+    guest routes."""
     from tests.remediation_support import SUB
 
     emu, _, ctx = estate()
@@ -118,7 +118,8 @@ def test_guest_routes_never_go_via_a_nic_not_tagged_managed_true(estate):
     emu.requests.reset()
     out = remediation.ensure_guest_routes(ctx, VM2, CLI)
     assert not any(e.path.endswith("/runCommand") for e in arm_writes(emu))
-    assert out.status == "refused" and "hairpin-managed=true" in " ".join(out.reasons)
+    # Planning no longer counts it as ours at all (Nic.is_managed needs the value "true").
+    assert out.status == "refused" and "no managed secondary NIC" in " ".join(out.reasons)
 
 
 @pytest.mark.azurite
@@ -160,3 +161,23 @@ def test_detach_never_removes_the_primary_nic(refs):
     with pytest.raises(NotManaged):
         actions.detach_nic(VM2, base + "M")
     assert puts == [] and actions.writes == 0
+
+
+def test_only_a_nic_tagged_managed_true_counts_as_ours():
+    from shared.topology import Nic
+
+    def nic(tags):
+        return Nic(**{**{f: None for f in Nic.__dataclass_fields__}, "tags": tags})
+
+    assert nic({"HAIRPIN-MANAGED": "True"}).is_managed("hairpin-managed")
+    assert not nic({"hairpin-managed": "false"}).is_managed("hairpin-managed")
+    assert not nic({}).is_managed("hairpin-managed")
+
+
+def test_a_bad_setting_names_the_variable_never_its_value(monkeypatch):
+    from shared.services import fix_api
+
+    monkeypatch.setenv("HAIRPIN_NOTIFY_TOPIC_ENDPOINT", "not a url s3cret")
+    resp = fix_api.http_post(b'{"vm_id": "x"}')
+    assert resp.status == 500
+    assert "HAIRPIN_NOTIFY_TOPIC_ENDPOINT" in resp.json() and "s3cret" not in resp.json()

@@ -70,7 +70,7 @@ class EventEvaluation:
         findings = [f for f in evaluation.for_vm(vm_id) if f.severity in ACTIONABLE]
         result.findings += [f.id for f in findings]
         managed = [n for n in topology.nics_of_vm(vm.id)
-                   if n.key != vm.primary_nic_key and n.has_tag(settings.managed_tag)]
+                   if n.key != vm.primary_nic_key and n.is_managed(settings.managed_tag)]
         vm_key = arm_ids.normalize(vm.id)
         verified_ips = {ip for (v, ip) in verified if v == vm_key}
         current_ips = {f.frontend_ip for f in evaluation.for_vm(vm_id) if f.frontend_ip}

@@ -251,7 +251,9 @@ def _guarded(handler: Callable[[], ApiResponse]) -> ApiResponse:
     try:
         return handler()
     except SettingsError as exc:
-        return _error(500, f"configuration error: {exc}")
+        log.warning("fix API configuration error: %s", exc)
+        return _error(500, f"configuration error in {exc.variable or 'the settings'}; see the "
+                      "function logs")
     except Exception as exc:  # noqa: BLE001 - never a stack trace to the caller
         log.exception("fix API failed")
         return _error(500, f"internal error ({type(exc).__name__}); see the function logs")

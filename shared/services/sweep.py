@@ -168,7 +168,7 @@ class Sweep(SweepCheckpoint, SweepReconcile):
         summary.findings = len(evaluation.findings)
         summary.at_risk = sum(1 for f in evaluation.findings if f.severity in ACTIONABLE)
         summary.managed_nics = sum(1 for n in topology.nics.values()
-                                   if n.has_tag(self.ctx.settings.managed_tag))
+                                   if n.is_managed(self.ctx.settings.managed_tag))
         todo = [w for w in work if w.key not in self._done]
         for w in todo:
             for d in w.drift:
