@@ -184,3 +184,22 @@ def test_http_triggers_end_to_end(estate, storage_ns, monkeypatch):
     done = json.loads(user_get(request(b"", "GET", {"operation": op})).get_body())
     assert done["status"] == "applied", done
     assert emu.power_state(VM1) == emu.power_state(VM2) == "running"
+
+
+@pytest.mark.azurite
+def test_queue_client_from_identity_based_storage(storage_ns, azurite):
+    """Without keys (the deployed template) the apply queue is reached through the storage
+    account's QueueServiceClient and its credential."""
+    from azure.core.credentials import AzureNamedKeyCredential
+    from azure.storage.queue import QueueServiceClient
+
+    from tests.fixtures_azurite import ACCOUNT_KEY, ACCOUNT_NAME
+
+    service = QueueServiceClient(azurite.queue_endpoint,
+                                 credential=AzureNamedKeyCredential(ACCOUNT_NAME, ACCOUNT_KEY))
+    name = storage_ns.container("idq")
+    fix_api.queue_sender(service, name)({"operation": "op1"})
+    by_key = fix_api.queue_client(storage_ns.connection_string, name)
+    [msg] = list(by_key.receive_messages())
+    assert json.loads(msg.content) == {"operation": "op1"}
+    service.delete_queue(name)

@@ -197,17 +197,21 @@ def get_fix(ctx: ServiceContext, operation: str) -> ApiResponse:
     return ApiResponse(200, body)
 
 
-def queue_client(connection_string: str, queue: str = FIX_QUEUE):
-    """A QueueClient whose messages the Functions queue trigger reads (base64, its default)."""
+def queue_client(source, queue: str = FIX_QUEUE):
+    """A QueueClient whose messages the Functions queue trigger reads (base64, its default).
+    `source`: a connection string, or a QueueServiceClient (identity-based storage, no keys)."""
     from azure.storage.queue import (
         BinaryBase64DecodePolicy,
         QueueClient,
         TextBase64EncodePolicy,
     )
 
-    client = QueueClient.from_connection_string(
-        connection_string, queue, message_encode_policy=TextBase64EncodePolicy(),
-        message_decode_policy=BinaryBase64DecodePolicy())
+    policies = {"message_encode_policy": TextBase64EncodePolicy(),
+                "message_decode_policy": BinaryBase64DecodePolicy()}
+    if isinstance(source, str):
+        client = QueueClient.from_connection_string(source, queue, **policies)
+    else:
+        client = QueueClient(source.url, queue, credential=source.credential, **policies)
     from azure.core.exceptions import ResourceExistsError
 
     try:
@@ -217,8 +221,8 @@ def queue_client(connection_string: str, queue: str = FIX_QUEUE):
     return client
 
 
-def queue_sender(connection_string: str, queue: str = FIX_QUEUE) -> Callable[[dict], None]:
-    client = queue_client(connection_string, queue)
+def queue_sender(source, queue: str = FIX_QUEUE) -> Callable[[dict], None]:
+    client = queue_client(source, queue)
     return lambda message: client.send_message(json.dumps(message))
 
 
@@ -233,16 +237,18 @@ def context_from_env(environ=None, *, budget_s: float = FUNCTION_BUDGET_S) -> Se
     from shared.settings import Settings
 
     settings = Settings.from_env(environ)
-    return ServiceContext.from_settings(settings, deadline=time.monotonic() + budget_s)
+    return ServiceContext.from_settings(settings, environ=environ,
+                                        deadline=time.monotonic() + budget_s)
 
 
-def _queue_connection(ctx: ServiceContext, environ=None) -> str | None:
-    """The queue trigger listens on AzureWebJobsStorage; send there (else the product's
-    storage connection)."""
+def _queue_source(ctx: ServiceContext, environ=None):
+    """Where the queue trigger listens: AzureWebJobsStorage (a connection string, or its
+    identity-based form through the context's storage clients), else the product's storage."""
     import os
 
     env = os.environ if environ is None else environ
-    return env.get("AzureWebJobsStorage") or ctx.settings.storage_connection
+    storage_queue = getattr(ctx.storage, "queue", None) if ctx.storage is not None else None
+    return env.get("AzureWebJobsStorage") or ctx.settings.storage_connection or storage_queue
 
 
 def _guarded(handler: Callable[[], ApiResponse]) -> ApiResponse:
@@ -262,11 +268,11 @@ def _guarded(handler: Callable[[], ApiResponse]) -> ApiResponse:
 def http_post(body: bytes | None, principal: str | None = None, environ=None) -> ApiResponse:
     def handle() -> ApiResponse:
         ctx = context_from_env(environ)
-        conn = _queue_connection(ctx, environ)
+        source = _queue_source(ctx, environ)
         enqueue = None
-        if conn:
+        if source:
             def enqueue(message: dict) -> None:
-                queue_sender(conn)(message)
+                queue_sender(source)(message)
         return post_fix(ctx, body, enqueue=enqueue, principal=principal)
     return _guarded(handle)
 
