@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from shared import observability as obs
+from tests.remediation_support import estate  # noqa: F401 - fixture
 
 
 class ListHandler(logging.Handler):
@@ -221,3 +222,24 @@ def test_product_log_lines_carry_the_correlation_ids():
     assert report["checks"]["arm"] == {"reachable": False, "error": "ConnectionError"}
     [record] = [r for r in handler.records if r.name == "shared.services.health"]
     assert (record.operation_id, record.event_id) == ("op-7", "ev-7")
+
+
+@pytest.mark.azurite
+def test_remediation_logs_carry_its_ids_and_its_outcome_is_counted(estate, caplog):  # noqa: F811
+    """An apply's log lines carry operation_id / plan_hash / trigger; the outcome is counted."""
+    import logging
+
+    from shared.observability import counters
+    from shared.services import remediation
+    from tests.remediation_support import CLI, VM1
+
+    emu, _, ctx = estate()
+    before = counters.get("remediations", status="applied", trigger="cli")
+    pr = remediation.plan_for_vm(ctx, VM1)
+    with caplog.at_level(logging.INFO):
+        caplog.handler.addFilter(obs.CorrelationFilter())
+        out = remediation.apply(ctx, VM1, CLI, approval=pr.plan.hash)
+    assert out.status == "applied"
+    assert counters.get("remediations", status="applied", trigger="cli") == before + 1
+    tagged = [r for r in caplog.records if getattr(r, "operation_id", None) == out.operation_id]
+    assert tagged and all(r.plan_hash == pr.plan.hash and r.trigger == "cli" for r in tagged)

@@ -32,7 +32,7 @@ from typing import Any
 
 from azure.core.exceptions import HttpResponseError
 
-from shared import arm_ids, guard, guest_scripts, risk
+from shared import arm_ids, guard, guest_scripts, observability, risk
 from shared import plan as planning
 from shared.arm_ids import normalize
 from shared.azure.actions import (
@@ -785,6 +785,17 @@ def _close_interrupted(ctx: ServiceContext, run: _Run, rec) -> None:
 def _guarded_run(ctx: ServiceContext, pr: PlanResult, trigger: Trigger, approval: str | None,
                  operation_id: str | None, *, mode: str = "apply",
                  resumed: list[Outcome] | None = None) -> Outcome:
+    """`_run_plan` with the run's IDs on every log line and its outcome counted."""
+    operation_id = operation_id or new_operation_id()
+    with observability.correlate(operation_id=operation_id, plan_hash=pr.plan.hash,
+                                 trigger=trigger.kind, event_id=trigger.event_id):
+        out = _run_plan(ctx, pr, trigger, approval, operation_id, mode=mode, resumed=resumed)
+    observability.record_outcome(out, trigger=trigger.kind)
+    return out
+
+
+def _run_plan(ctx: ServiceContext, pr: PlanResult, trigger: Trigger, approval: str | None,
+              operation_id: str, *, mode: str, resumed: list[Outcome] | None) -> Outcome:
     plan = pr.plan
     run = _Run(ctx, trigger, operation_id, plan.hash)
     out = Outcome(UNCHANGED, operation_id=run.op, plan_hash=plan.hash, plan=plan.as_dict(),

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from shared import observability
 from shared.journal_model import (
     RESULT_FAILED,
     RESULT_SKIPPED,
@@ -176,6 +177,7 @@ class Sweep(SweepCheckpoint, SweepReconcile):
         # 3. reconcile
         self._reconcile(todo, summary)
         summary.vms_remaining = sum(1 for w in work if w.key not in self._done)
+        observability.record_drift(summary)
         # 4. summary
         summary.finished_at = datetime.now(UTC).isoformat()
         summary.complete = summary.vms_remaining == 0 and self._stop_reason is None
