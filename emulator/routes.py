@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from .network import CHILDREN
+
 KNOWN_TYPES = {
     t.lower(): t
     for t in (
@@ -19,24 +21,9 @@ KNOWN_TYPES = {
         "Microsoft.Compute/skus",
     )
 }
-CHILD_NAMES = {
-    c.lower(): c
-    for c in (
-        "subnets",
-        "virtualNetworkPeerings",
-        "securityRules",
-        "defaultSecurityRules",
-        "ipConfigurations",
-        "frontendIPConfigurations",
-        "backendAddressPools",
-        "loadBalancingRules",
-        "probes",
-        "inboundNatRules",
-        "outboundRules",
-        "inboundNatPools",
-        "instanceView",
-    )
-}
+# Child segments as ARM spells them: the network children, and a VM's instanceView.
+CHILD_NAMES = {c.lower(): c for children in CHILDREN.values() for c in children}
+CHILD_NAMES["instanceview"] = "instanceView"
 ACTION_NAMES = {
     a.lower(): a
     for a in (

@@ -252,30 +252,27 @@ def _bool(value: str) -> bool:
     raise ValueError("expected true/false (also 1/0, yes/no, on/off)")
 
 
-def _float_between(low: float, high: float) -> Callable[[str], float]:
-    def parse(value: str) -> float:
+def _between(kind: type, low: float, high: float) -> Callable[[str], Any]:
+    what = "a whole number" if kind is int else "a number"
+
+    def parse(value: str):
         try:
-            number = float(value.strip())
+            number = kind(value.strip())
         except ValueError:
-            raise ValueError(f"expected a number {low:g}-{high:g}") from None
+            raise ValueError(f"expected {what} {low:g}-{high:g}") from None
         if not low <= number <= high:
-            raise ValueError(f"expected a number {low:g}-{high:g}")
+            raise ValueError(f"expected {what} {low:g}-{high:g}")
         return number
 
     return parse
 
 
 def _int_between(low: int, high: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            number = int(value.strip())
-        except ValueError:
-            raise ValueError(f"expected a whole number {low}-{high}") from None
-        if not low <= number <= high:
-            raise ValueError(f"expected a whole number {low}-{high}")
-        return number
+    return _between(int, low, high)
 
-    return parse
+
+def _float_between(low: float, high: float) -> Callable[[str], float]:
+    return _between(float, low, high)
 
 
 def _mode(value: str) -> str:
