@@ -194,8 +194,9 @@ def register(subparsers) -> None:
         "verify", help="measure from inside the VM: N TCP connects to each at-risk VIP",
         description="Run the verification script through Run Command (HAIRPIN_VERIFY_CONNECTS "
         "connects per VIP:port, a new source port each) and print successes per VIP. Run "
-        "Command is a write, so this needs HAIRPIN_MODE plan or apply; it changes nothing "
-        "in the guest. Exit status 1 when any VIP is below 100%.")
+        "Command is an ARM write, so this needs HAIRPIN_MODE=apply; it changes nothing in "
+        "the guest and never deallocates. On a VM without the fix it measures the hairpin "
+        "itself. Exit status 1 when any VIP is below 100%.")
     p.add_argument("--vm", metavar="ID", required=True, help="VM resource ID")
     _common(p)
     p.set_defaults(handler=cmd_verify)
