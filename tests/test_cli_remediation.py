@@ -1,5 +1,5 @@
-"""`hairpin plan | apply | rollback | history` in-process, against the emulator and Azurite,
-configured only through the environment (as an operator runs it)."""
+"""`hairpin plan | apply | verify | rollback | history` in-process, against the emulator and
+Azurite, configured only through the environment (as an operator runs it)."""
 # ruff: noqa: F811 - the `estate` fixture is imported from tests.remediation_support
 
 from __future__ import annotations
@@ -122,3 +122,17 @@ def test_usage_errors(cli_env, capsys):
     assert code == 2 and "neither a VM resource ID" in err
     code, _, err = run(capsys, "plan", "--vm", VM1.replace("hs-vm1", "ghost"))
     assert code == 2 and "was not found" in err
+
+
+def test_verify_measures_before_and_after_the_fix(cli_env, capsys):
+    emu = cli_env
+    code, out, _ = run(capsys, "verify", "--vm", VM1)
+    assert code == 1 and "status: failed" in out
+    assert "verify 10.0.1.100:1972: 0/20 connects" in out  # the hairpin itself, measured
+    assert [w.action for w in arm_writes(emu)] == [
+        "Microsoft.Compute/virtualMachines/runCommand/action"]  # nothing but Run Command
+    code, out, _ = run(capsys, "plan", "--vm", VM1, "--format", "json")
+    plan_hash = json.loads(out)["plan"]["hash"]
+    assert run(capsys, "apply", "--vm", VM1, "--approve", plan_hash)[0] == 0
+    code, out, _ = run(capsys, "verify", "--vm", VM1)
+    assert code == 0 and "verify 10.0.1.100:1972: 20/20 connects (answered by hs-vm2 20)" in out
