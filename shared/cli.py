@@ -20,7 +20,6 @@ COMMAND_MODULES = (
     "shared.commands.audit",
     "shared.commands.remediation",
     "shared.commands.guest",
-    "shared.commands.operations",
 )
 
 EXIT_ERROR = 2
@@ -36,13 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress and SDK calls")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # a command family not built yet
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 
