@@ -51,7 +51,9 @@ def _lb_of_pool(pool_id: str) -> str | None:
     return str(parsed.top_level) if parsed is not None else None
 
 
-def _is_managed(nic: dict | None, tag: str) -> bool:
+def is_managed(nic: dict | None, tag: str) -> bool:
+    """Created by this project: the raw NIC document carries `<tag>=true` (tag names are
+    case-insensitive). The one test every write path uses before touching a NIC."""
     tags = (nic or {}).get("tags") or {}
-    return any(k.lower() == tag.lower() and str(v).lower() in ("true", "1", "yes")
+    return any(k.lower() == tag.lower() and str(v).strip().lower() == "true"
                for k, v in tags.items())

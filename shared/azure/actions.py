@@ -24,6 +24,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from shared import arm_ids, guest_scripts
+from shared.arm_docs import is_managed
 from shared.azure.clients import AzureClients
 
 log = logging.getLogger(__name__)
@@ -83,13 +84,6 @@ def _plain(model: Any) -> dict:
     if isinstance(model, dict):
         return model
     return model.as_dict()
-
-
-def _tag(doc: dict, name: str) -> str | None:
-    for k, v in (doc.get("tags") or {}).items():
-        if k.lower() == name.lower():
-            return v
-    return None
 
 
 class ArmActions:
@@ -174,7 +168,7 @@ class ArmActions:
         nic = self.get_nic(nic_id)
         if nic is None:
             return False
-        if (_tag(nic, self.managed_tag) or "").lower() != "true":
+        if not is_managed(nic, self.managed_tag):
             raise NotManaged(f"NIC {nic.get('name')} is not tagged {self.managed_tag}=true: "
                              "this project did not create it and never deletes it")
         if ((nic.get("properties") or {}).get("virtualMachine") or {}).get("id"):

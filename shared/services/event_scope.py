@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared import arm_ids
-from shared.arm_docs import _is_managed, _lb_member_nics, _lb_of_pool, _nic_pool_ids, _nic_vm
+from shared.arm_docs import _lb_member_nics, _lb_of_pool, _nic_pool_ids, _nic_vm, is_managed
 from shared.event_model import TransientEventError
 from shared.events import T_LB, T_NIC, T_VM, ResourceEvent
 from shared.journal_model import OPEN_VERIFIED_ROUTE
@@ -134,7 +134,7 @@ class EventScope:
                 vm = _nic_vm(nic)
                 if vm:
                     vms.add(vm)
-                elif _is_managed(nic, self.ctx.settings.managed_tag):
+                elif is_managed(nic, self.ctx.settings.managed_tag):
                     vms |= self._vms_for_missing_nic(ev, reader)  # a detached managed NIC
                 for lb_id in {_lb_of_pool(p) for p in _nic_pool_ids(nic)} - {None}:
                     lb = reader.get(lb_id)

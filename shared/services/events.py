@@ -40,7 +40,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.arm_docs import (  # noqa: F401 - re-exported: these lived here before the split
-    _is_managed,
     _lb_member_nics,
     _lb_of_pool,
     _nic_pool_ids,

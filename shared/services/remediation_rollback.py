@@ -10,6 +10,7 @@ import ipaddress
 
 from shared import guest_scripts, risk
 from shared import plan as planning
+from shared.arm_docs import is_managed
 from shared.arm_ids import normalize
 from shared.azure.actions import ArmActions, NotManaged, RunCommandPending
 from shared.journal_model import OPEN_DEALLOCATED
@@ -27,13 +28,11 @@ def rollback_plan(ctx: ServiceContext, vm_id: str) -> tuple[PlanResult, list[dic
     tag = ctx.settings.managed_tag
     attached = [topology.nics[k] for k in vm.nic_keys
                 if k in topology.nics and k != vm.primary_nic_key
-                and (topology.nics[k].tags.get(tag) or next(
-                    (val for key, val in topology.nics[k].tags.items()
-                     if key.lower() == tag.lower()), "")).lower() == "true"]
+                and topology.nics[k].is_managed(tag)]
     orphan_id = planning.nic_id_for(vm.id, risk.secondary_nic_name(vm.name))
     orphan = topology.nics.get(normalize(orphan_id))
-    orphans = [orphan] if orphan is not None and orphan.vm_id is None and orphan.tags and any(
-        k.lower() == tag.lower() and v.lower() == "true" for k, v in orphan.tags.items()) else []
+    orphans = ([orphan] if orphan is not None and orphan.vm_id is None
+               and orphan.is_managed(tag) else [])
     etags = planning.etags_from_documents(snapshot["resources"])
     findings = [f for f in evaluation.findings if normalize(f.vm_id) == vm.key]
     vips = sorted({f.frontend_ip for f in findings if f.frontend_ip}) or sorted(
@@ -87,8 +86,7 @@ def _rollback_nic(runner: _VmRunner, info: dict) -> None:
     if nic is None:
         runner.step("delete-nic", "already gone")
         return
-    tags = {k.lower(): val for k, val in (nic.get("tags") or {}).items()}
-    if tags.get(ctx.settings.managed_tag.lower(), "").lower() != "true":
+    if not is_managed(nic, ctx.settings.managed_tag):
         raise NotManaged(f"NIC {nic.get('name')} is not tagged {ctx.settings.managed_tag}=true: "
                          "never touched")
     live = actions.get_vm(v.vm_id)

@@ -13,6 +13,7 @@ from typing import Any
 
 from shared import guard, guest_scripts
 from shared import plan as planning
+from shared.arm_docs import is_managed
 from shared.arm_ids import normalize
 from shared.azure.actions import ActionError, ArmActions, RunCommandPending
 from shared.journal_model import (
@@ -157,8 +158,7 @@ class _VmRunner:
         spec = self.v.nic
         nic = self.actions.get_nic(spec.id)
         if nic is not None:
-            tags = {k.lower(): v for k, v in (nic.get("tags") or {}).items()}
-            if tags.get(self.run.ctx.settings.managed_tag.lower(), "").lower() != "true":
+            if not is_managed(nic, self.run.ctx.settings.managed_tag):
                 raise _Refuse(f"a NIC named {spec.name} exists but is not tagged "
                               f"{self.run.ctx.settings.managed_tag}=true: this project did not "
                               "create it and will not use or change it")
@@ -247,11 +247,10 @@ class _VmRunner:
         nic = self.actions.get_nic(v.nic.id)
         if nic is None:
             raise ActionError(f"managed NIC {v.nic.name} disappeared", "NotFound")
-        tag = ctx.settings.managed_tag
-        if next((str(val) for k, val in (nic.get("tags") or {}).items()
-                 if k.lower() == tag.lower()), "").lower() != "true":
-            # Planning counts any NIC carrying the tag's name; routes go only via ours.
-            raise _Refuse(f"NIC {v.nic.name} is not tagged {tag}=true: this project did not "
+        if not is_managed(nic, ctx.settings.managed_tag):
+            # Re-checked live: the tag may have changed since planning; routes go only via ours.
+            raise _Refuse(f"NIC {v.nic.name} is not tagged {ctx.settings.managed_tag}=true: "
+                          "this project did not "
                           "create it and routes no guest traffic through it")
         spec = _spec(v, nic, ctx.settings)
         if push:
