@@ -66,9 +66,9 @@ def main(argv=None) -> int:
     from azure.identity import ManagedIdentityCredential
 
     from emulator.server import Emulator
+    from shared.core.topology import Topology
     from shared.services.context import ServiceContext
     from shared.settings import Settings
-    from shared.topology import Topology
 
     resources, skus, health = generate(args.vms, args.lbs)
     counts = Counter(d["type"].split("/")[-1] for d in resources)

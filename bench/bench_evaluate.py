@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from shared.risk import evaluate  # noqa: E402
+from shared.core.risk import evaluate  # noqa: E402
+from shared.core.topology import Topology  # noqa: E402
 from shared.settings import Settings  # noqa: E402
-from shared.topology import Topology  # noqa: E402
 
 SUB = "00000000-0000-0000-0000-00000000beef"
 SIZES = [("Standard_D4s_v3", 2), ("Standard_D8s_v3", 4), ("Standard_D16s_v3", 8)]

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from emulator.server import Emulator  # noqa: E402
-from shared.events import identity_from_jwt  # noqa: E402
+from shared.core.events import identity_from_jwt  # noqa: E402
 from shared.services.events import DeferredEvent, EventConfig, EventProcessor  # noqa: E402
 from tests.test_events import arm_event, make_ctx, make_settings  # noqa: E402
 from tests.test_sweep import estate_doc  # noqa: E402

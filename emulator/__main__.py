@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .server import Emulator
+from emulator.server import Emulator
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent / "scenarios" / "default.json"
 

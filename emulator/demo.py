@@ -35,15 +35,15 @@ def _banner(text: str) -> None:
 
 def _guest_for_this_machine(modelled: bool):
     """Network-namespace guests as root (real connects), else the modelled guest."""
-    from emulator.fabric import netns_available, netns_unavailable_reason
+    from emulator.guests.fabric import netns_available, netns_unavailable_reason
 
     if not modelled and netns_available():
-        from emulator.netns_guest import NetnsGuest
+        from emulator.guests.netns import NetnsGuest
 
         scenario = SCENARIOS / "default-linux.json"
         return scenario, NetnsGuest(json.loads(scenario.read_text())), \
             "Linux guests in network namespaces (real TCP connects)"
-    from emulator.modelled_guest import ModelledGuest
+    from emulator.guests.modelled import ModelledGuest
 
     if not modelled:
         print(f"network namespaces unavailable ({netns_unavailable_reason()}): using the "

@@ -14,7 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from .errors import ArmError
+from emulator.errors import ArmError
 
 ARM_AUDIENCES = {"https://management.azure.com", "https://management.core.windows.net"}
 _PROCESS_KEY = secrets.token_bytes(32)

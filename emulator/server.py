@@ -24,17 +24,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from . import compute, network
-from .errors import ArmError, not_found, rg_not_found
-from .events import make_event
-from .faults import Faults
-from .guest import GuestModel, RecordingGuest
-from .identity import Identity, TokenService
-from .lro import Operations
-from .reqlog import RequestEntry, RequestLog
-from .routes import Route, parse
-from .store import Store, lower, new_etag, parent_id
-from .throttle import Throttle
+from emulator.errors import ArmError, not_found, rg_not_found
+from emulator.events import make_event
+from emulator.faults import Faults
+from emulator.guests import GuestModel, RecordingGuest
+from emulator.identity import Identity, TokenService
+from emulator.lro import Operations
+from emulator.reqlog import RequestEntry, RequestLog
+from emulator.resources import compute, network
+from emulator.routes import Route, parse
+from emulator.state import Store, lower, new_etag, parent_id
+from emulator.throttle import Throttle
 
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 _DROP = object()  # handler result: close the socket without answering
@@ -215,7 +215,7 @@ class Emulator:
 
     def arg_resources(self) -> list[dict]:
         """What Resource Graph sees: every document as GET returns it, VMs with their current
-        instanceView (emulator.resource_graph turns these into ARG rows)."""
+        instanceView (emulator.graph.resource_graph turns these into ARG rows)."""
         return [self._view(doc, expand=True) for doc in self.store.all()]
 
     def _view(self, doc: dict, expand: bool = False) -> dict:
@@ -654,7 +654,7 @@ class Emulator:
     def _graph_query(self, body: dict, caller: str):
         if self._graph is None:
             try:
-                from .resource_graph import ResourceGraphService
+                from emulator.graph.resource_graph import ResourceGraphService
             except ImportError as err:
                 raise ArmError(
                     501, "NotImplemented", f"Resource Graph is not available: {err}"

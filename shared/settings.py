@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
-from shared import arm_ids
+from shared.core import arm_ids
 
 __all__ = [
     "SettingsError",

@@ -1,6 +1,6 @@
 """The write adapter (shared.azure.actions) against the emulator through the real SDK, and the
 modelled guest answering our own scripts honestly."""
-# ruff: noqa: F811 - the `estate` fixture is imported from tests.remediation_support
+# ruff: noqa: F811 - the `estate` fixture is imported from tests.support.remediation
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import ipaddress
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from shared import guest_scripts
 from shared.azure.actions import ArmActions, EtagConflict, NotManaged, RunCommandPending
-from shared.plan import NicSpec
-from tests.remediation_support import NIC1, RGP, VM1, VM2, estate  # noqa: F401 - fixtures
+from shared.core import guest as guest_scripts
+from shared.core.remediation.plan import NicSpec
+from tests.support.remediation import NIC1, RGP, VM1, VM2, estate  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.azurite
 SUBNET = f"{RGP}/Microsoft.Network/virtualNetworks/hs-vnet/subnets/default"

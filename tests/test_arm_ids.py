@@ -1,7 +1,7 @@
 import pytest
 
-from shared import arm_ids
-from shared.arm_ids import InvalidResourceId, InvalidResourceName
+from shared.core import arm_ids
+from shared.core.arm_ids import InvalidResourceId, InvalidResourceName
 
 SUB = "00000000-0000-0000-0000-000000000001"
 NIC = (

@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 import pytest
 from azure.identity import ManagedIdentityCredential
 
-from shared import snapshot as snapshots
-from shared.cli import main as hairpin
-from shared.journal_model import OPEN_VERIFIED_ROUTE
+from shared.cli.main import main as hairpin
+from shared.core import snapshot as snapshots
+from shared.core.journal import OPEN_VERIFIED_ROUTE
+from shared.core.topology import Topology
 from shared.services import audit
 from shared.services.context import ServiceContext
 from shared.settings import Settings
-from shared.topology import Topology
-from tests.fixtures_emulator import SCENARIOS
+from tests.support.fixtures_emulator import SCENARIOS
 
 WHEN = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
 LIST_TYPES = ("Microsoft.Network/virtualNetworks", "Microsoft.Network/networkSecurityGroups",

@@ -40,7 +40,7 @@ def test_clients_from_connection_string_or_account_url(azurite, storage_ns):
     from azure.core.credentials import AzureNamedKeyCredential
 
     from shared.storage.clients import StorageClients
-    from tests.fixtures_azurite import ACCOUNT_KEY, ACCOUNT_NAME
+    from tests.support.fixtures_azurite import ACCOUNT_KEY, ACCOUNT_NAME
 
     by_string = StorageClients.from_env({"AzureWebJobsStorage": azurite.connection_string})
     # the identity path (account URLs + a credential object), here with the account key
@@ -73,7 +73,7 @@ def test_context_takes_storage_from_the_identity_based_setting(azurite, storage_
     from shared.services.context import ServiceContext
     from shared.settings import Settings
     from shared.storage.clients import StorageClients
-    from tests.fixtures_azurite import ACCOUNT_KEY, ACCOUNT_NAME
+    from tests.support.fixtures_azurite import ACCOUNT_KEY, ACCOUNT_NAME
 
     env = {"AzureWebJobsStorage__blobServiceUri": azurite.blob_endpoint,
            "AzureWebJobsStorage__tableServiceUri": azurite.table_endpoint,

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import main as hairpin
-from shared.commands.audit import _Progress
-from tests.fixtures_emulator import SCENARIOS, small_scenario
+from shared.cli.audit import _Progress
+from shared.cli.main import main as hairpin
+from tests.support.fixtures_emulator import SCENARIOS, small_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 HAIRPIN = Path(sys.executable).with_name("hairpin")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from shared.cli import main
+from shared.cli.main import main
 
 BASE = ["guest-script", "--primary-ip", "10.0.1.10", "--secondary-ip", "10.0.1.11",
         "--gateway", "10.0.1.1", "--mac", "00-0D-3A-12-34-56"]

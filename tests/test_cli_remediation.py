@@ -1,6 +1,5 @@
 """`hairpin plan | apply | verify | rollback | history` in-process, against the emulator and
 Azurite, configured only through the environment (as an operator runs it)."""
-# ruff: noqa: F811 - the `estate` fixture is imported from tests.remediation_support
 
 from __future__ import annotations
 
@@ -9,14 +8,13 @@ import re
 
 import pytest
 
-from shared.cli import main
-from tests.remediation_support import (  # noqa: F401 - fixtures
+from shared.cli.main import main
+from tests.support.remediation import (
     NIC1,
     NIC2,
     VM1,
     VM2,
     arm_writes,
-    estate,
     nics_named,
     vm_nic_ids,
 )

@@ -9,7 +9,7 @@ from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
 from emulator.identity import Identity
-from tests.fixtures_emulator import RG
+from tests.support.fixtures_emulator import RG
 
 
 class StaticToken:

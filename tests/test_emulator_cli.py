@@ -11,7 +11,7 @@ from azure.identity import DefaultAzureCredential
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.resourcegraph.models import QueryRequest
 
-from tests.fixtures_emulator import RG, small_scenario
+from tests.support.fixtures_emulator import RG, small_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,8 +6,8 @@ import pytest
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
-from emulator.guest import RecordingGuest
-from tests.fixtures_emulator import LOC, RG, nic_doc, small_scenario
+from emulator.guests import RecordingGuest
+from tests.support.fixtures_emulator import LOC, RG, nic_doc, small_scenario
 
 NIC_IDS = lambda emu, *names: [  # noqa: E731
     f"/subscriptions/{emu.subscription_id}/resourceGroups/{RG}/providers/"
@@ -285,7 +285,7 @@ def test_create_vm_boots_it_and_delete_detaches_nics(env):
 
 @pytest.mark.parametrize("name", ["default", "default-linux"])
 def test_shipped_scenarios_load_and_fail_over(emulator, arm_clients, name):
-    from tests.fixtures_emulator import SCENARIOS
+    from tests.support.fixtures_emulator import SCENARIOS
 
     if not (SCENARIOS / f"{name}.json").exists():
         pytest.skip(f"emulator/scenarios/{name}.json not written yet")

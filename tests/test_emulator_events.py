@@ -3,7 +3,7 @@
 import pytest
 from azure.core.exceptions import HttpResponseError
 
-from tests.fixtures_emulator import RG
+from tests.support.fixtures_emulator import RG
 
 
 def test_writes_make_events_reads_do_not(emulator, arm_clients):

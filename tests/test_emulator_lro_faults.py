@@ -6,7 +6,7 @@ import pytest
 import requests
 from azure.core.exceptions import HttpResponseError, ServiceResponseError
 
-from tests.fixtures_emulator import LOC, RG
+from tests.support.fixtures_emulator import LOC, RG
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.identity import ManagedIdentityCredential
 from azure.mgmt.network import NetworkManagementClient
 
-from tests.fixtures_emulator import (
+from tests.support.fixtures_emulator import (
     LB_ID,
     LOC,
     NSG_ID,

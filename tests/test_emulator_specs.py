@@ -7,7 +7,7 @@ from pathlib import Path
 from azure.mgmt.compute.models import RunCommandResult
 from azure.mgmt.network.models import LoadBalancer, LoadBalancerHealthPerRule, NetworkInterface
 
-from emulator.guest import RecordingGuest
+from emulator.guests import RecordingGuest
 
 SPECS = Path(__file__).parent / "fixtures" / "specs"
 

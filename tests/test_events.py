@@ -20,8 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import events as ev
-from shared.event_types import (
+from shared.core import events as ev
+from shared.core.events import EventConfig
+from shared.core.events.types import (
     ACTION_SUCCESS,
     ALL_HANDLED_OPERATIONS,
     DELETE_SUCCESS,
@@ -29,9 +30,9 @@ from shared.event_types import (
     HANDLED_OPERATIONS,
     WRITE_SUCCESS,
 )
-from shared.services.events import EventConfig, EventProcessor
+from shared.services.events import EventProcessor
 from shared.settings import Settings
-from tests.fixtures_emulator import LB_ID, SUB, P
+from tests.support.fixtures_emulator import LB_ID, SUB, P
 
 ROOT = Path(__file__).resolve().parent.parent
 TENANT = "72f988bf-0000-4000-8000-00000000e001"
@@ -574,7 +575,7 @@ def test_change_after_the_pass_read_state_gets_another_pass(emulator, storage_ns
 
 @pytest.mark.azurite
 def test_changes_beyond_the_windows_passes_are_deferred_to_a_later_window(emulator, storage_ns):
-    from shared.services.events import DeferredEvent
+    from shared.core.events import DeferredEvent
 
     emu = emulator()
     ctx = make_ctx(emu, storage_ns)
@@ -641,7 +642,7 @@ def test_own_writes_are_evaluated_but_never_remediated(emulator, storage_ns):
 
 @pytest.mark.azurite
 def test_journal_recognises_our_write_when_claims_are_missing(emulator, storage_ns):
-    from shared.journal_model import RESULT_SUCCEEDED, JournalEntry, Trigger
+    from shared.core.journal import RESULT_SUCCEEDED, JournalEntry, Trigger
 
     emu = emulator()
     ctx = make_ctx(emu, storage_ns)
@@ -675,7 +676,7 @@ def test_managed_nic_deleted_event_maps_to_its_vm(emulator, storage_ns):
 
 @pytest.mark.azurite
 def test_lb_delete_reevaluates_vms_with_verified_routes(emulator, storage_ns):
-    from shared.journal_model import OPEN_VERIFIED_ROUTE
+    from shared.core.journal import OPEN_VERIFIED_ROUTE
 
     emu = emulator()
     ctx = make_ctx(emu, storage_ns)

@@ -17,25 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from shared.events import identity_from_jwt
-from shared.journal_model import TRIGGER_SWEEP, Trigger
-from shared.services.events import EventConfig, EventProcessor
+from shared.core.events import EventConfig, identity_from_jwt
+from shared.core.journal import TRIGGER_SWEEP, Trigger
+from shared.services import remediation
+from shared.services.events import EventProcessor
 from shared.settings import MaintenanceWindow
+from tests.support.remediation import CLI, IN_WINDOW, OUT_OF_WINDOW, RGP, VM1, VM2
 from tests.test_events import ago, arm_event
-
-try:  # the remediation service is written in parallel (shared/services/remediation.py)
-    from shared.services import remediation
-    from tests.remediation_support import (  # noqa: F401 - `estate` is a fixture
-        CLI,
-        IN_WINDOW,
-        OUT_OF_WINDOW,
-        RGP,
-        VM1,
-        VM2,
-        estate,
-    )
-except ImportError as exc:  # pragma: no cover - only before the remediation service lands
-    pytest.skip(f"remediation service not available yet: {exc}", allow_module_level=True)
 
 pytestmark = pytest.mark.azurite
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from emulator.fabric import Fabric, netns_unavailable_reason
-from emulator.netns_guest import NetnsGuest
-from shared import guest_scripts as gs
+from emulator.guests.fabric import Fabric, netns_unavailable_reason
+from emulator.guests.netns import NetnsGuest
+from shared.core import guest as gs
 
 _REASON = netns_unavailable_reason()
 if _REASON:
@@ -278,7 +278,7 @@ def test_sixteen_routes_result_line_stays_small(guest):
 
 
 def test_run_command_contract(guest):
-    from emulator.guest import GuestModel
+    from emulator.guests import GuestModel
 
     assert isinstance(guest, GuestModel)
     assert guest.run_command(VM1, "RunPowerShellScript", ["Get-Date"], [])[0] == 1
@@ -295,7 +295,7 @@ def test_run_command_contract(guest):
 def test_a_killed_run_leaves_nothing_behind():
     """A fabric whose process died without closing is swept by the next one."""
     code = ("import sys; sys.path.insert(0, '.'); from tests.test_fabric import scenario; "
-            "from emulator.fabric import Fabric; import os; f = Fabric(scenario()).open(); "
+            "from emulator.guests.fabric import Fabric; import os; f = Fabric(scenario()).open(); "
             "print(f.run_id, flush=True); os._exit(0)")  # no close, no atexit
     run_id = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True).stdout.split()[0]
@@ -368,7 +368,7 @@ def test_through_the_emulator_and_the_real_sdk(emulator):
     boots with it, Run Command runs the rendered scripts in the VM's namespace."""
     from azure.mgmt.compute.models import NetworkInterfaceReference, RunCommandInput
 
-    from tests.fixtures_emulator import build_clients
+    from tests.support.fixtures_emulator import build_clients
 
     doc = json.loads(DEFAULT_LINUX.read_text())
     with NetnsGuest(doc) as guest:

@@ -1,7 +1,7 @@
 """POST /api/fix and GET /api/fix/{operation}: handlers on the emulator + Azurite (queue too),
 and the Functions triggers themselves (bindings, auth level, invocation with azure.functions
 objects)."""
-# ruff: noqa: F811 - the `estate` fixture is imported from tests.remediation_support
+# ruff: noqa: F811 - the `estate` fixture is imported from tests.support.remediation
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import azure.functions as func
 import pytest
 
 from shared.services import fix_api
-from tests.remediation_support import VM1, VM2, arm_writes, estate  # noqa: F401 - fixtures
+from tests.support.remediation import VM1, VM2, arm_writes, estate  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.azurite
 
@@ -193,7 +193,7 @@ def test_queue_client_from_identity_based_storage(storage_ns, azurite):
     from azure.core.credentials import AzureNamedKeyCredential
     from azure.storage.queue import QueueServiceClient
 
-    from tests.fixtures_azurite import ACCOUNT_KEY, ACCOUNT_NAME
+    from tests.support.fixtures_azurite import ACCOUNT_KEY, ACCOUNT_NAME
 
     service = QueueServiceClient(azurite.queue_endpoint,
                                  credential=AzureNamedKeyCredential(ACCOUNT_NAME, ACCOUNT_KEY))

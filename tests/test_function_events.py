@@ -16,6 +16,7 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 from shared.services import events as event_service
+from shared.services.events import processor as event_processor
 from tests.test_events import (
     OWN_IDENTITY,
     VM1,
@@ -74,7 +75,7 @@ def installed_processor(emulator, storage_ns, monkeypatch):
     ctx = make_ctx(emu, storage_ns)
     rem = RecordingRemediation()
     p = processor(ctx, rem)
-    monkeypatch.setattr(event_service, "_default", p)
+    monkeypatch.setattr(event_processor, "_default", p)
     return emu, ctx, rem
 
 
@@ -145,7 +146,7 @@ def test_sweep_timer_runs_a_sweep_from_app_settings(functions, emulator, storage
 
 
 def test_identity_env_var_names_are_stable():
-    from shared import events
+    from shared.core import events
 
     assert (events.ENV_PRINCIPAL_ID, events.ENV_CLIENT_ID, events.ENV_IDENTITY_RESOURCE_ID) == (
         "HAIRPIN_IDENTITY_PRINCIPAL_ID", "HAIRPIN_IDENTITY_CLIENT_ID",

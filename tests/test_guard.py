@@ -1,7 +1,6 @@
 """The guard: pure decisions on the default scenario's topology, and the same rules end to end
 (no tag -> no write, outside window -> pending plan, pool peer down -> refuse, single-member
 pool -> refuse, stale approval -> refuse)."""
-# ruff: noqa: F811 - the `estate` fixture is imported from tests.remediation_support
 
 from __future__ import annotations
 
@@ -11,20 +10,20 @@ from types import MappingProxyType
 
 import pytest
 
-from shared import guard, risk
-from shared.journal_model import TRIGGER_CLI, TRIGGER_EVENT, TRIGGER_TIMER, Trigger
-from shared.plan import build_plan, etags_from_documents
+from shared.core import risk
+from shared.core.journal import TRIGGER_CLI, TRIGGER_EVENT, TRIGGER_TIMER, Trigger
+from shared.core.remediation import guard
+from shared.core.remediation.plan import build_plan, etags_from_documents
+from shared.core.topology import Topology
 from shared.services import remediation
 from shared.settings import MaintenanceWindow, Settings
-from shared.topology import Topology
-from tests.remediation_support import (  # noqa: F401 - fixtures
+from tests.support.remediation import (
     IN_WINDOW,
     OUT_OF_WINDOW,
     VM1,
     VM2,
     arm_writes,
     default_scenario,
-    estate,
 )
 
 APPLY = Settings(mode="apply")

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared import guest_scripts as gs
-from shared.guest_scripts import GuestRouteSpec, GuestScriptError, MacAddress, Protocol, VipRoute
+from shared.core import guest as gs
+from shared.core.guest import GuestRouteSpec, GuestScriptError, MacAddress, Protocol, VipRoute
 
 SPEC = GuestRouteSpec(
     primary_ip=ipaddress.IPv4Address("10.0.1.10"), secondary_ip="10.0.1.11",

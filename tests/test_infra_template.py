@@ -3,8 +3,8 @@
 One source of truth in code, checked here against the template:
 - every app setting the code reads (`Settings.ENV_VARS`) is set, except the ones in
   `NOT_SET` (with the reason);
-- the custom roles' actions are `shared.permissions.AUDIT_ACTIONS` / `REMEDIATION_ACTIONS`;
-- the event subscription's filters are `shared.event_types`;
+- the custom roles' actions are `shared.core.permissions.AUDIT_ACTIONS` / `REMEDIATION_ACTIONS`;
+- the event subscription's filters are `shared.core.events.types`;
 - identities and role assignments point at each other; no secret or key literal anywhere.
 """
 
@@ -20,7 +20,8 @@ import pytest
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
-from shared import event_types, permissions
+from shared.core import permissions
+from shared.core.events import types as event_types
 from shared.settings import Settings, validate_ncrontab
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,7 +2,7 @@ import ipaddress
 
 import pytest
 
-from shared import ipam
+from shared.core import ipam
 
 A = ipaddress.ip_address
 

@@ -4,7 +4,7 @@ Every flow the product runs in Azure (audit over ARM and over Resource Graph, th
 audit, plan + approved apply, the drift sweep repairing a deleted managed NIC, an Event Grid
 VM-start event, rollback) runs against the emulator as the function's identity. The RBAC
 actions the emulator's request log recorded for that identity (the URL's action plus the linked
-access checks ARM makes on a write) must equal `shared.permissions.REMEDIATION_ACTIONS`, the
+access checks ARM makes on a write) must equal `shared.core.permissions.REMEDIATION_ACTIONS`, the
 custom role in infra/main.json: nothing missing, nothing extra. Then the same flows run with the
 emulator enforcing exactly that role for the identity: all pass, and a request outside the role
 gets ARM's 403 `AuthorizationFailed`. Dropping any single action makes a flow hit 403 on it.
@@ -25,19 +25,18 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.identity import ManagedIdentityCredential
 
-from emulator.guest import RecordingGuest
+from emulator.guests import RecordingGuest
 from emulator.identity import Identity
-from shared import arm_ids, permissions
-from shared.journal_model import Trigger
+from shared.core import arm_ids, permissions
+from shared.core.journal import Trigger
 from shared.settings import MaintenanceWindow, Settings
 from shared.storage.journal import Journal
 from shared.storage.locks import LockManager
 from shared.storage.reports import ReportStore
-from tests.fixtures_emulator import build_clients
+from tests.support.fixtures_emulator import build_clients
 
 pytestmark = pytest.mark.azurite
 
-pytest.importorskip("shared.services.remediation")
 from shared.services import audit, remediation, sweep  # noqa: E402
 
 MAIN_TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "main.json"

@@ -18,7 +18,7 @@ import pytest
 import trustme
 from azure.core.credentials import AzureKeyCredential
 
-from shared.journal_model import TRIGGER_EVENT, TRIGGER_SWEEP, Trigger
+from shared.core.journal import TRIGGER_EVENT, TRIGGER_SWEEP, Trigger
 from shared.services import notify
 from shared.services.notify import DATA_SCHEMA, EVENT_TYPES, Notifier
 

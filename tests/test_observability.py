@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from shared import observability as obs
-from tests.remediation_support import estate  # noqa: F401 - fixture
+from tests.support.remediation import estate  # noqa: F401 - fixture
 
 
 class ListHandler(logging.Handler):
@@ -231,7 +231,7 @@ def test_remediation_logs_carry_its_ids_and_its_outcome_is_counted(estate, caplo
 
     from shared.observability import counters
     from shared.services import remediation
-    from tests.remediation_support import CLI, VM1
+    from tests.support.remediation import CLI, VM1
 
     emu, _, ctx = estate()
     before = counters.get("remediations", status="applied", trigger="cli")

@@ -1,5 +1,5 @@
 """The plan (pure): scope, order, NIC spec, steps, hash, renderings, HA-ports statements."""
-# ruff: noqa: F811 - the `estate` fixture is imported from tests.remediation_support
+# ruff: noqa: F811 - the `estate` fixture is imported from tests.support.remediation
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from shared import risk
-from shared.plan import build_plan, etags_from_documents, nic_id_for
+from shared.core import risk
+from shared.core.remediation.plan import build_plan, etags_from_documents, nic_id_for
+from shared.core.topology import Topology
 from shared.settings import Settings
-from shared.topology import Topology
-from tests.remediation_support import DEFAULT, RGP, VM1, VM2
+from tests.support.remediation import DEFAULT, RGP, VM1, VM2
 
 LINUX = DEFAULT.parent / "default-linux.json"
 

@@ -1,24 +1,22 @@
 """End to end on the emulator through the real SDK, with Azurite for journal and locks: the
 default scenario (two Windows mirror members) goes from its high and medium findings to none."""
-# ruff: noqa: F811 - the `estate` fixture is imported from tests.remediation_support
 
 from __future__ import annotations
 
 import pytest
 
-from shared import risk
 from shared.azure.discovery import discover_subscription
-from shared.journal_model import OPEN_DEALLOCATED
+from shared.core import risk
+from shared.core.journal import OPEN_DEALLOCATED
+from shared.core.topology import Topology
 from shared.services import remediation
-from shared.topology import Topology
-from tests.remediation_support import (  # noqa: F401 - fixtures
+from tests.support.remediation import (
     CLI,
     NIC1,
     NIC2,
     VM1,
     VM2,
     arm_writes,
-    estate,
     nics_named,
     vm_nic_ids,
 )
@@ -35,7 +33,7 @@ def audit(ctx, sub):
 
 
 def _primary_owner(emu, rule_name):
-    from emulator import network
+    from emulator.resources import network
 
     lb_id = [d["id"] for d in emu.store.of_type(network.LB)][0]
     health = network.rule_health(emu, lb_id, rule_name)
@@ -132,7 +130,7 @@ def test_linux_scenario_pushes_the_policy_routing_script(estate):
     script's values (the real routing is proven in the network-namespace model)."""
     import json
 
-    from tests.remediation_support import DEFAULT
+    from tests.support.remediation import DEFAULT
 
     emu, guest, ctx = estate(json.loads((DEFAULT.parent / "default-linux.json").read_text()))
     pr = remediation.plan_for_vm(ctx, VM1)

@@ -2,7 +2,6 @@
 Run Command conflicts, dropped connections, ETag conflicts, and a run killed at each step
 boundary. After each: no duplicate NIC, no VM left deallocated (after the next run), the journal
 is consistent, and a rerun converges to the fixed estate."""
-# ruff: noqa: F811 - the `estate` fixture is imported from tests.remediation_support
 
 from __future__ import annotations
 
@@ -11,17 +10,10 @@ import time
 
 import pytest
 
-from shared.journal_model import OPEN_DEALLOCATED
+from shared.core.journal import OPEN_DEALLOCATED
 from shared.services import remediation
 from shared.storage.journal import Journal
-from tests.remediation_support import (  # noqa: F401 - fixtures
-    CLI,
-    VM1,
-    VM2,
-    arm_writes,
-    estate,
-    nics_named,
-)
+from tests.support.remediation import CLI, VM1, VM2, arm_writes, nics_named
 
 pytestmark = pytest.mark.azurite
 
@@ -262,7 +254,7 @@ def test_near_function_timeout_stops_before_the_first_write(estate):
 _CHILD = r'''
 import json, sys
 from azure.identity import ManagedIdentityCredential
-from shared.journal_model import Trigger
+from shared.core.journal import Trigger
 from shared.services import remediation
 from shared.services.context import ServiceContext
 from shared.settings import Settings
@@ -292,7 +284,7 @@ def test_process_killed_between_deallocate_and_attach(estate, storage_ns):
     import subprocess
     import sys
 
-    from tests.remediation_support import ROOT
+    from tests.support.remediation import ROOT
 
     emu, _, ctx = estate()
     # The attach (VM PUT) hangs, then the connection drops: the child is killed meanwhile.

@@ -5,10 +5,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from shared.report import SCHEMA_VERSION, build_report, exit_status, to_json, to_text
-from shared.risk import evaluate
-from shared.topology import Topology
-from tests.topology_builder import EstateBuilder, mirror_pair
+from shared.core.report import SCHEMA_VERSION, build_report, exit_status, to_json, to_text
+from shared.core.risk import evaluate
+from shared.core.topology import Topology
+from tests.support.topology_builder import EstateBuilder, mirror_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "docs" / "report-schema.json").read_text())

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from shared import report_html
-from shared.report import build_report
-from shared.risk import evaluate
-from shared.topology import Topology
-from tests.topology_builder import EstateBuilder
+from shared.core.report import build_report
+from shared.core.report import html as report_html
+from shared.core.risk import evaluate
+from shared.core.topology import Topology
+from tests.support.topology_builder import EstateBuilder
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "emulator" / "scenarios" / "default.json"

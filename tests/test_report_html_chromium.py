@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from shared import report_html
-from shared.report import build_report
-from shared.risk import evaluate
-from shared.topology import Topology
+from shared.core.report import build_report
+from shared.core.report import html as report_html
+from shared.core.risk import evaluate
+from shared.core.topology import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

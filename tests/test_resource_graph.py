@@ -14,7 +14,7 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.mgmt.resourcegraph import ResourceGraphClient
 
-from emulator.resource_graph import ResourceGraphService, to_arg_row
+from emulator.graph.resource_graph import ResourceGraphService, to_arg_row
 from shared.azure.resource_graph import (
     DISCOVERY_QUERY,
     VM_NIC_QUERY,
@@ -448,7 +448,7 @@ def test_emulator_graph_sees_power_changes(emulator, arm_clients):
 
 @needs_emulator
 def test_emulator_graph_pages_2500_rows_and_counts_queries(emulator, arm_clients):
-    from tests.fixtures_emulator import nic_doc, small_scenario
+    from tests.support.fixtures_emulator import nic_doc, small_scenario
     scenario = small_scenario()
     scenario["resources"] += [nic_doc(f"bulk-{i:04d}", None) for i in range(2500)]
     emu = emulator(scenario)

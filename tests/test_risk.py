@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.risk import evaluate, finding_id
+from shared.core.risk import evaluate, finding_id
+from shared.core.topology import Topology
 from shared.settings import Settings
-from shared.topology import Topology
-from tests.topology_builder import EstateBuilder, mirror_pair
+from tests.support.topology_builder import EstateBuilder, mirror_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 SUB = "00000000-0000-0000-0000-000000000001"

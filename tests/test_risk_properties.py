@@ -8,11 +8,11 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.report import build_report
-from shared.risk import evaluate
+from shared.core.report import build_report
+from shared.core.risk import evaluate
+from shared.core.topology import Topology
 from shared.settings import Settings
-from shared.topology import Topology
-from tests.topology_builder import EstateBuilder
+from tests.support.topology_builder import EstateBuilder
 
 PROFILE = settings(
     max_examples=60,

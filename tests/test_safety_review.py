@@ -1,6 +1,5 @@
 """Safety review: guard bypasses, cleanup after failures and bad input found in review, each
 pinned by a test that fails without its fix."""
-# ruff: noqa: F811 - the `estate` fixture is imported from tests.remediation_support
 
 from __future__ import annotations
 
@@ -8,15 +7,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from shared.journal_model import OPEN_DEALLOCATED
+from shared.core.journal import OPEN_DEALLOCATED
 from shared.services import fix_api, remediation
-from tests.remediation_support import (  # noqa: F401 - fixtures
-    CLI,
-    VM1,
-    VM2,
-    arm_writes,
-    estate,
-)
+from shared.services.remediation import api as remediation_api
+from shared.services.remediation import run as remediation_run
+from shared.services.remediation import vm_runner
+from tests.support.remediation import CLI, VM1, VM2, arm_writes
 
 
 def _fixed_then_vm2_rolled_back(estate):
@@ -40,7 +36,7 @@ def test_vm_started_after_a_no_deallocation_plan_is_not_deallocated(estate):
     assert [(v.vm_name, v.needs_deallocation) for v in pr.plan.vms] == [("hs-vm2", False)]
     emu.set_power(VM2, "running")  # an operator starts it before the run reaches it
     emu.requests.reset()
-    out = remediation._guarded_run(ctx, pr, CLI, None, None)  # no approval: none was needed
+    out = remediation_api._guarded_run(ctx, pr, CLI, None, None)  # no approval: none was needed
     paths = [e.path for e in arm_writes(emu)]
     assert not any(p.endswith("/deallocate") for p in paths), paths
     assert out.status == "refused" and "plan again" in " ".join(out.reasons), out.reasons
@@ -62,12 +58,12 @@ def test_rollback_planned_while_deallocated_does_not_deallocate_a_started_vm(est
         emu.set_power(VM2, "running")  # started between the plan and the detach
         return result
 
-    remediation.rollback_plan = plan_then_start
+    remediation_api.rollback_plan = plan_then_start
     try:
         emu.requests.reset()
         out = remediation.rollback(ctx, VM2, CLI)  # no approval: none was needed
     finally:
-        remediation.rollback_plan = original
+        remediation_api.rollback_plan = original
     paths = [e.path for e in arm_writes(emu)]
     assert not any(p.endswith("/deallocate") for p in paths), paths
     assert not any(p.endswith("/runCommand") for p in paths), paths  # routes left in place
@@ -83,7 +79,7 @@ def test_failure_while_vm_is_not_settled_keeps_the_deallocated_record(power):
     journal = SimpleNamespace(close_record=lambda *a, **k: closed.append(a))
     statuses = [{"code": f"PowerState/{power}"}] if power else []
     live = {"properties": {"instanceView": {"statuses": statuses}}}
-    runner = remediation._VmRunner.__new__(remediation._VmRunner)
+    runner = vm_runner._VmRunner.__new__(vm_runner._VmRunner)
     runner.run = SimpleNamespace(ctx=SimpleNamespace(journal=journal))
     runner.v = SimpleNamespace(vm_id=VM2, vm_name="hs-vm2")
     runner.actions = SimpleNamespace(get_vm=lambda vm_id: live)
@@ -105,7 +101,7 @@ def test_deeply_nested_json_is_a_400():
 def test_guest_routes_never_go_via_a_nic_not_tagged_managed_true(estate):
     """A NIC tagged `hairpin-managed=false` (rollback would never remove it) must not get our
     guest routes."""
-    from tests.remediation_support import SUB
+    from tests.support.remediation import SUB
 
     emu, _, ctx = estate()
     pr = remediation.plan_for_vm(ctx, VM1)
@@ -127,14 +123,14 @@ def test_budget_running_out_after_the_attach_still_starts_the_vm(estate, monkeyp
     """The time budget is checked before each step; the start of a VM we deallocated is the
     one step it must never skip (the VM would stay down until some later trigger)."""
     emu, _, ctx = estate()
-    original = remediation._Run.check_budget
+    original = remediation_run._Run.check_budget
 
     def budget(self, what):
         if what.startswith("start"):
-            raise remediation._Stop("the time budget is nearly spent: stopped before " + what)
+            raise remediation_run._Stop("the time budget is nearly spent: stopped before " + what)
         return original(self, what)
 
-    monkeypatch.setattr(remediation._Run, "check_budget", budget)
+    monkeypatch.setattr(remediation_run._Run, "check_budget", budget)
     pr = remediation.plan_for_vm(ctx, VM1)
     remediation.apply(ctx, VM1, CLI, approval=pr.plan.hash)
     assert emu.power_state(VM2) == "running"
@@ -164,7 +160,7 @@ def test_detach_never_removes_the_primary_nic(refs):
 
 
 def test_only_a_nic_tagged_managed_true_counts_as_ours():
-    from shared.topology import Nic
+    from shared.core.topology import Nic
 
     def nic(tags):
         return Nic(**{**{f: None for f in Nic.__dataclass_fields__}, "tags": tags})

@@ -225,7 +225,7 @@ def test_event_sweep_and_identity_settings_have_one_home():
             s.sweep_budget_seconds) == (120.0, 2, 300.0)
     assert s.identity_client_id == "11111111-2222-3333-4444-555555555555"
     assert "k3y" not in repr(s)
-    from shared.event_model import EventConfig
+    from shared.core.events import EventConfig
     from shared.services.sweep import SweepConfig
 
     assert EventConfig.from_settings(s).window_seconds == 120.0

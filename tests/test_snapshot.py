@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from shared import snapshot
-from shared.snapshot import SnapshotError
-from shared.topology import Topology
+from shared.core import snapshot
+from shared.core.snapshot import SnapshotError
+from shared.core.topology import Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "emulator" / "scenarios" / "default.json"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.journal_model import (
+from shared.core.journal import (
     OPEN_DEALLOCATED,
     OPEN_VERIFIED_ROUTE,
     RESULT_FAILED,

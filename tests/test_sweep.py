@@ -17,23 +17,21 @@ from types import SimpleNamespace
 
 import pytest
 
-from shared.journal_model import OPEN_VERIFIED_ROUTE, TRIGGER_SWEEP, Trigger
-from shared.risk import evaluate
-from shared.services.sweep import (
+from shared.core.drift import (
     D_NEW_FINDING,
     D_NEW_VIP,
     D_NIC_DETACHED,
     D_NIC_IN_POOL,
     D_NIC_MISSING,
     D_STALE,
-    SweepBusy,
-    SweepConfig,
     plan_work,
-    run_sweep,
 )
+from shared.core.journal import OPEN_VERIFIED_ROUTE, TRIGGER_SWEEP, Trigger
+from shared.core.risk import evaluate
+from shared.core.topology import Topology
+from shared.services.sweep import SweepBusy, SweepConfig, run_sweep
 from shared.settings import Settings
-from shared.topology import Topology
-from tests.fixtures_emulator import LOC, NSG_ID, SUB, SUBNET_ID, P, nic_doc, vm_doc
+from tests.support.fixtures_emulator import LOC, NSG_ID, SUB, SUBNET_ID, P, nic_doc, vm_doc
 from tests.test_events import RecordingRemediation, make_ctx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +99,7 @@ def estate_doc(pools: int = 3, per_pool: int = 2, os_type: str = "Linux") -> tup
 
 def with_child_ids(scenario: dict) -> dict:
     """Child resources carry their ids, as ARM returns them (the emulator adds them on load)."""
-    from emulator.network import CHILDREN
+    from emulator.resources.network import CHILDREN
 
     for doc in scenario["resources"]:
         for coll in CHILDREN.get(doc.get("type", "").lower(), []):
@@ -450,7 +448,7 @@ def test_sigkill_in_the_middle_then_resume(sweep_estate, storage_ns):
 
 
 def test_rate_limiter_spaces_starts():
-    from shared.services.sweep import _RateLimiter
+    from shared.services.sweep.runner import _RateLimiter
 
     limiter = _RateLimiter(0.05)
     starts = []

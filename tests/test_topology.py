@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.topology import Topology
-from tests.topology_builder import EstateBuilder
+from shared.core.topology import Topology
+from tests.support.topology_builder import EstateBuilder
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "tests" / "fixtures" / "specs"

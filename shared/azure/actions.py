@@ -23,9 +23,10 @@ from typing import Any
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from shared import arm_ids, guest_scripts
-from shared.arm_docs import is_managed
 from shared.azure.clients import AzureClients
+from shared.core import arm_ids
+from shared.core import guest as guest_scripts
+from shared.core.arm_docs import is_managed
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-from shared import arm_ids
 from shared.azure.clients import AzureClients
+from shared.core import arm_ids
 
 log = logging.getLogger(__name__)
 

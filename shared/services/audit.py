@@ -24,13 +24,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from shared import arm_ids, observability, report_html
-from shared import snapshot as snapshots
+from shared import observability
 from shared.azure.discovery import discover_health, discover_skus, discover_subscription
 from shared.azure.resource_graph import discover_resources
-from shared.report import build_report, exit_status
-from shared.risk import Evaluation, evaluate
-from shared.topology import Topology
+from shared.core import arm_ids
+from shared.core import snapshot as snapshots
+from shared.core.report import build_report, exit_status
+from shared.core.report import html as report_html
+from shared.core.risk import Evaluation, evaluate
+from shared.core.topology import Topology
 
 log = logging.getLogger(__name__)
 

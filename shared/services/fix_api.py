@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.journal_model import TRIGGER_HTTP, JournalEntry, Trigger
+from shared.core.journal import TRIGGER_HTTP, JournalEntry, Trigger
 from shared.services import remediation
 from shared.services.context import ServiceContext
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared import __version__
-from shared.arm_ids import name_of, try_parse
+from shared.core.arm_ids import name_of, try_parse
 
 log = logging.getLogger("hairpin.notify")
 

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from shared.arm_ids import normalize
-from shared.journal_model import (
+from shared.core.arm_ids import normalize
+from shared.core.journal import (
     OPEN_DEALLOCATED,
     OPEN_VERIFIED_ROUTE,
     JournalEntry,

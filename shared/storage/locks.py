@@ -34,7 +34,7 @@ from urllib.parse import quote, unquote
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient
 
-from shared.arm_ids import normalize
+from shared.core.arm_ids import normalize
 
 MIN_LEASE_S, MAX_LEASE_S = 15, 60  # what Blob storage accepts for a finite lease
 

@@ -1,0 +1,181 @@
+"""`hairpin audit` and `hairpin snapshot`: argument parsing and output only; the work is
+`shared.services.audit`.
+
+Exit status of `audit`: 0 no high/medium finding, 1 at least one, 2 error (shared.cli).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from azure.core.exceptions import AzureError
+
+from shared.core import snapshot as snapshots
+from shared.core.report import to_json, to_text
+
+FORMATS = ("table", "json", "html")
+
+
+def register(subparsers) -> None:
+    audit = subparsers.add_parser(
+        "audit", help="find VMs that will fail to reach their own ILB frontend",
+        description="Audit live subscriptions (ARM or Resource Graph) or a snapshot/scenario "
+        "file. Exit status: 0 no high/medium finding, 1 at least one, 2 error.")
+    _source_arguments(audit)
+    audit.add_argument("--snapshot", metavar="FILE",
+                       help="audit this snapshot or emulator scenario file (offline)")
+    audit.add_argument("--format", choices=FORMATS, default="table",
+                       help="output format (default: table)")
+    audit.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
+    audit.add_argument("--html", metavar="FILE", help="also write the HTML report to FILE")
+    audit.set_defaults(handler=audit_command)
+
+    snap = subparsers.add_parser(
+        "snapshot", help="save the estate's raw ARM documents to a JSON file",
+        description="Write {resources, skus, health} for offline audits "
+        "(`hairpin audit --snapshot FILE`).")
+    _source_arguments(snap)
+    snap.add_argument("--output", metavar="FILE", required=True, help="snapshot file to write")
+    snap.set_defaults(handler=snapshot_command)
+
+
+def _source_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--subscription", metavar="ID", action="append", dest="subscriptions",
+                        help="subscription to audit (repeatable; default: HAIRPIN_SUBSCRIPTIONS, "
+                        "else AZURE_SUBSCRIPTION_ID; with --resource-graph and neither: every "
+                        "subscription the identity can read)")
+    parser.add_argument("--resource-graph", action="store_true",
+                        help="discover through Azure Resource Graph (many subscriptions, few "
+                        "requests) instead of ARM listings (default: HAIRPIN_USE_RESOURCE_GRAPH)")
+
+
+# --------------------------------------------------------------------------- handlers
+
+def audit_command(args) -> int:
+    from shared.services import audit
+
+    if args.snapshot and (args.subscriptions or args.resource_graph):
+        raise _usage("--snapshot reads a file: it cannot be combined with --subscription or "
+                     "--resource-graph")
+    want_html = args.format == "html" or bool(args.html)
+    ctx = _context(offline=bool(args.snapshot))
+    with _Progress() as progress:
+        try:
+            result = audit.run_audit(ctx, subscriptions=args.subscriptions,
+                                     resource_graph=_use_graph(args, ctx), snapshot=args.snapshot,
+                                     on_progress=progress, html=want_html)
+        except (snapshots.SnapshotError, audit.NoSubscription) as exc:
+            raise _usage(str(exc)) from None
+        except AzureError as exc:
+            raise _usage(_azure_message(exc)) from None
+    if args.html:
+        _write(args.html, result.html)
+    text = {"table": lambda: to_text(result.report), "json": lambda: to_json(result.report),
+            "html": lambda: result.html}[args.format]()
+    if args.output:
+        _write(args.output, text)
+    else:
+        sys.stdout.write(text)
+    if args.html and args.output != args.html:
+        print(f"HTML report: {args.html}", file=sys.stderr)
+    return result.exit_status
+
+
+def snapshot_command(args) -> int:
+    from shared.services import audit
+
+    ctx = _context(offline=False)
+    with _Progress() as progress:
+        try:
+            doc = audit.gather(ctx, subscriptions=args.subscriptions,
+                               resource_graph=_use_graph(args, ctx), on_progress=progress)
+        except audit.NoSubscription as exc:
+            raise _usage(str(exc)) from None
+        except AzureError as exc:
+            raise _usage(_azure_message(exc)) from None
+    _write(args.output, snapshots.dumps(doc))
+    print(f"snapshot: {len(doc['resources'])} resources, {len(doc['skus'])} SKUs, "
+          f"{len(doc['health'])} rule health reads -> {args.output}", file=sys.stderr)
+    return 0
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _use_graph(args, ctx) -> bool:
+    """--resource-graph, or HAIRPIN_USE_RESOURCE_GRAPH (as the scheduled audit does)."""
+    return bool(args.resource_graph or ctx.settings.use_resource_graph)
+
+
+def _azure_message(exc: AzureError) -> str:
+    """One line for an SDK error (their text spans several lines): status, code, message."""
+    error = getattr(exc, "error", None)
+    code = getattr(error, "code", None)
+    message = getattr(error, "message", None) or str(exc)
+    status = getattr(exc, "status_code", None)
+    head = " ".join(str(x) for x in (status, code) if x)
+    first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
+    return f"Azure request failed{' (' + head + ')' if head else ''}: {first}"
+
+
+def _usage(message: str) -> Exception:
+    from shared.cli.common import UsageError
+
+    return UsageError(message)
+
+
+def _context(offline: bool):
+    """Settings from the environment. Live audits attach storage when it is configured (the
+    journal's verified routes); a snapshot audit stays offline: no storage, no network."""
+    from shared.services.context import ServiceContext
+    from shared.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise _usage(str(exc)) from None
+    return ServiceContext(settings) if offline else ServiceContext.from_settings(settings)
+
+
+def _write(path: str, text: str) -> None:
+    target = Path(path)
+    try:
+        if target.parent and not target.parent.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _usage(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+class _Progress:
+    """Discovery progress on stderr when it is a terminal; silent when piped or redirected."""
+
+    def __init__(self, stream=None, interval: float = 0.1) -> None:
+        self._stream = stream or sys.stderr
+        self._live = bool(getattr(self._stream, "isatty", lambda: False)())
+        self._interval = interval
+        self._last = 0.0
+        self._stage: str | None = None
+        self._shown = False
+
+    def __call__(self, stage: str, pages: int, resources: int) -> None:
+        if not self._live:
+            return
+        now = time.monotonic()
+        if stage == self._stage and now - self._last < self._interval:
+            return  # throttled, but a new stage always shows (totals so far)
+        self._last, self._stage = now, stage
+        self._shown = True
+        self._stream.write(f"\r\x1b[Kdiscovering: {pages} pages fetched, {resources} resources "
+                           f"seen ({stage})")
+        self._stream.flush()
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._shown:
+            self._stream.write("\r\x1b[K")
+            self._stream.flush()

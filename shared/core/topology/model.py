@@ -1,0 +1,482 @@
+"""Pure: an immutable model of an Azure estate, built from raw ARM documents.
+
+Input is exactly what ARM (or Resource Graph) returns: VM, NIC, VNet, subnet and load balancer
+documents, `Microsoft.Compute/skus` list items, and per-rule health responses. Nothing here
+trusts a field to be present or well-typed: a missing or odd value becomes `None` plus an
+`Unknown` fact (resource, field, what was wrong) that findings report, never an exception.
+
+Every ID is compared through its normalised key (`arm_ids.normalize`: lowercase); objects keep
+the ID as ARM spelled it in `id` and the comparison form in `key`.
+
+Layout: this module holds the model types and `Topology` with its lookups; building from the
+documents is `shared.core.topology.build` (with the field readers of `shared.core.topology.readers`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import ipaddress
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.core import ipam
+from shared.core.arm_ids import normalize
+from shared.core.topology.readers import _list, _vnet_of_subnet
+
+__all__ = [
+    "Unknown",
+    "IpConfig",
+    "Nic",
+    "Vm",
+    "Subnet",
+    "VNet",
+    "Frontend",
+    "Probe",
+    "LbRule",
+    "NatRule",
+    "PoolAddress",
+    "PoolMember",
+    "BackendPool",
+    "LoadBalancer",
+    "Sku",
+    "BackendHealth",
+    "RuleHealth",
+    "Topology",
+    "gc_paused",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many small immutable objects.
+
+    The model has no reference cycles; with tens of thousands of documents alive, automatic
+    full collections otherwise cost as much as the work itself (measured: half the time of
+    bench/bench_evaluate.py). Restores the previous state, also on error.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """A fact the documents did not give us (so conclusions that need it are 'unknown')."""
+
+    resource_id: str
+    field: str
+    detail: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"resource_id": self.resource_id, "field": self.field, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class IpConfig:
+    id: str
+    key: str
+    name: str
+    nic_key: str
+    private_ip: (
+        str | None
+    )  # canonical text ("10.0.1.10"); ipaddress objects only where math is done
+    subnet_id: str | None
+    subnet_key: str | None
+    primary: bool | None
+    # NIC-side pool references (ipConfiguration.loadBalancerBackendAddressPools).
+    pool_keys: tuple[str, ...] = ()
+
+    @property
+    def vnet_key(self) -> str | None:
+        return _vnet_of_subnet(self.subnet_key)
+
+
+@dataclass(frozen=True, slots=True)
+class Nic:
+    id: str
+    key: str
+    name: str
+    location: str | None
+    tags: Mapping[str, str]
+    ip_configs: tuple[IpConfig, ...]
+    primary: bool | None
+    accelerated_networking: bool | None
+    ip_forwarding: bool | None
+    nsg_id: str | None
+    mac: str | None
+    vm_id: str | None  # NIC's own back-reference (properties.virtualMachine)
+
+    @property
+    def primary_ip_config(self) -> IpConfig | None:
+        for cfg in self.ip_configs:
+            if cfg.primary:
+                return cfg
+        return self.ip_configs[0] if len(self.ip_configs) == 1 else None
+
+    @property
+    def vnet_key(self) -> str | None:
+        cfg = self.primary_ip_config
+        return cfg.vnet_key if cfg else None
+
+    def is_managed(self, managed_tag: str) -> bool:
+        """Created by this project: `<managed_tag>=true` (tag names are case-insensitive)."""
+        low = managed_tag.lower()
+        return any(k.lower() == low and str(v).strip().lower() == "true"
+                   for k, v in self.tags.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Vm:
+    id: str
+    key: str
+    name: str
+    location: str | None
+    size: str | None
+    os_type: str | None  # "Windows" | "Linux" | None
+    power_state: str | None  # "running", "deallocated", "stopped", ... or None
+    agent_ready: bool | None
+    tags: Mapping[str, str]
+    nic_keys: tuple[str, ...]  # primary NIC first, then ARM order
+    primary_nic_key: str | None
+
+    @property
+    def is_running(self) -> bool:
+        return self.power_state == "running"
+
+    def tag(self, name: str) -> str | None:
+        low = name.lower()
+        for k, v in self.tags.items():
+            if k.lower() == low:
+                return v
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Subnet:
+    id: str
+    key: str
+    name: str
+    vnet_key: str
+    prefix: ipaddress.IPv4Network | ipaddress.IPv6Network | None
+    ip_config_ids: tuple[str, ...]  # back-references as the VNet document lists them
+
+    @property
+    def gateway(self) -> str | None:
+        """First usable address (Azure's default gateway), or None when the prefix is unknown."""
+        try:
+            return str(ipam.gateway(self.prefix)) if self.prefix is not None else None
+        except ValueError:
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class VNet:
+    id: str
+    key: str
+    name: str
+    location: str | None
+    address_prefixes: tuple[str, ...]
+    subnet_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Frontend:
+    id: str
+    key: str
+    name: str
+    lb_key: str
+    private_ip: str | None
+    subnet_key: str | None
+    public_ip_id: str | None  # publicIPAddress or publicIPPrefix reference
+
+    @property
+    def is_public(self) -> bool:
+        return self.public_ip_id is not None
+
+    @property
+    def is_internal(self) -> bool:
+        return self.public_ip_id is None and (
+            self.private_ip is not None or self.subnet_key is not None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    id: str
+    key: str
+    name: str
+    protocol: str | None
+    port: int | None
+    request_path: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LbRule:
+    id: str
+    key: str
+    name: str
+    lb_key: str
+    frontend_key: str | None
+    pool_keys: tuple[str, ...]
+    probe_key: str | None
+    protocol: str | None  # "Tcp" | "Udp" | "All"
+    frontend_port: int | None
+    backend_port: int | None
+    floating_ip: bool | None
+
+    @property
+    def is_ha_ports(self) -> bool:
+        """HA ports: protocol All, ports 0: every port of every protocol is balanced."""
+        return (self.protocol or "").lower() == "all" and self.frontend_port == 0
+
+
+@dataclass(frozen=True, slots=True)
+class NatRule:
+    id: str
+    key: str
+    name: str
+    lb_key: str
+    frontend_key: str | None
+    protocol: str | None
+    frontend_port: int | None
+    backend_port: int | None
+    floating_ip: bool | None
+    ip_config_key: str | None  # backendIPConfiguration (single-VM NAT rules)
+
+
+@dataclass(frozen=True, slots=True)
+class PoolAddress:
+    """An IP-based pool entry (loadBalancerBackendAddresses with ipAddress + virtualNetwork)."""
+
+    name: str | None
+    ip: str | None
+    vnet_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PoolMember:
+    """One backend of a pool: a NIC ipConfiguration we know, or an address we could not match."""
+
+    ip_config_key: str | None
+    ip: str | None
+    via: str  # "nic" (NIC-based pool) | "ip" (IP-based pool entry)
+
+
+@dataclass(frozen=True, slots=True)
+class BackendPool:
+    id: str
+    key: str
+    name: str
+    lb_key: str
+    vnet_key: str | None
+    addresses: tuple[PoolAddress, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LoadBalancer:
+    id: str
+    key: str
+    name: str
+    location: str | None
+    sku: str | None  # "Standard" | "Basic" | "Gateway" | None
+    tags: Mapping[str, str]
+    frontend_keys: tuple[str, ...]
+    rule_keys: tuple[str, ...]
+    pool_keys: tuple[str, ...]
+    probe_keys: tuple[str, ...]
+    nat_rules: tuple[NatRule, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Sku:
+    name: str
+    max_nics: int | None
+    accelerated_networking: bool | None
+    locations: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendHealth:
+    ip: str | None
+    ip_config_key: str | None
+    state: str | None  # "Up" | "Down" | ...
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RuleHealth:
+    rule_key: str
+    up: int | None
+    down: int | None
+    backends: tuple[BackendHealth, ...]
+
+    def state_of(self, ip_config_key: str | None, ip: object) -> str | None:
+        """'Up'/'Down'/... for a backend, matched by ipConfiguration ID first, then by IP."""
+        if ip_config_key is not None:
+            for b in self.backends:
+                if b.ip_config_key == ip_config_key:
+                    return b.state
+        if ip is not None:
+            ip_text = str(ip)
+            for b in self.backends:
+                if b.ip == ip_text:
+                    return b.state
+        return None
+
+
+# --------------------------------------------------------------------------- topology
+
+
+@dataclass(frozen=True)
+class Topology:
+    """The estate. Mappings are keyed by normalised ID; build with `from_documents`."""
+
+    vms: Mapping[str, Vm]
+    nics: Mapping[str, Nic]
+    ip_configs: Mapping[str, IpConfig]
+    vnets: Mapping[str, VNet]
+    subnets: Mapping[str, Subnet]
+    load_balancers: Mapping[str, LoadBalancer]
+    frontends: Mapping[str, Frontend]
+    rules: Mapping[str, LbRule]
+    pools: Mapping[str, BackendPool]
+    probes: Mapping[str, Probe]
+    skus: Mapping[str, Sku]  # lowercase size name
+    health: Mapping[str, RuleHealth]  # rule key
+    unknowns: tuple[Unknown, ...]
+    # indices
+    pool_members: Mapping[str, tuple[PoolMember, ...]] = field(repr=False)
+    ip_config_pools: Mapping[str, tuple[str, ...]] = field(repr=False)
+    pool_rules: Mapping[str, tuple[str, ...]] = field(repr=False)
+    nic_vm: Mapping[str, str] = field(repr=False)
+    vms_by_name: Mapping[str, tuple[str, ...]] = field(repr=False)
+    unknowns_by_resource: Mapping[str, tuple[Unknown, ...]] = field(repr=False)
+    ignored_resources: int = 0
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_documents(
+        cls, resources: Iterable[Any], skus: Iterable[Any] = (), health: Iterable[Any] = ()
+    ) -> Topology:
+        from shared.core.topology.build import _Builder  # imported here: it imports this module
+
+        with gc_paused():
+            return _Builder().build(resources, skus, health)
+
+    @classmethod
+    def from_snapshot(cls, doc: Mapping[str, Any]) -> Topology:
+        """A snapshot or scenario document: `{"resources", "skus", "health"}` (+ `emulator`)."""
+        if not isinstance(doc, dict):
+            raise ValueError("snapshot must be a JSON object")
+        resources = doc.get("resources")
+        if not isinstance(resources, list):
+            raise ValueError("snapshot needs a 'resources' list")
+        return cls.from_documents(resources, _list(doc.get("skus")), _list(doc.get("health")))
+
+    # ----------------------------------------------------------------- lookups
+    def vm(self, id_or_name: str) -> Vm | None:
+        """By resource ID, or by name when exactly one VM has that name."""
+        found = self.vms.get(normalize(id_or_name))
+        if found is not None:
+            return found
+        keys = self.vms_by_name.get(id_or_name.strip().lower(), ())
+        return self.vms[keys[0]] if len(keys) == 1 else None
+
+    def vms_named(self, name: str) -> tuple[Vm, ...]:
+        return tuple(self.vms[k] for k in self.vms_by_name.get(name.strip().lower(), ()))
+
+    def nic(self, nic_id: str) -> Nic | None:
+        return self.nics.get(normalize(nic_id))
+
+    def ip_config(self, ip_config_id: str) -> IpConfig | None:
+        return self.ip_configs.get(normalize(ip_config_id))
+
+    def subnet(self, subnet_id: str) -> Subnet | None:
+        return self.subnets.get(normalize(subnet_id))
+
+    def load_balancer(self, lb_id: str) -> LoadBalancer | None:
+        return self.load_balancers.get(normalize(lb_id))
+
+    def frontend(self, frontend_id: str) -> Frontend | None:
+        return self.frontends.get(normalize(frontend_id))
+
+    def rule(self, rule_id: str) -> LbRule | None:
+        return self.rules.get(normalize(rule_id))
+
+    def pool(self, pool_id: str) -> BackendPool | None:
+        return self.pools.get(normalize(pool_id))
+
+    def nics_of_vm(self, vm_id: str) -> tuple[Nic, ...]:
+        vm = self.vms.get(normalize(vm_id))
+        if vm is None:
+            return ()
+        return tuple(self.nics[k] for k in vm.nic_keys if k in self.nics)
+
+    def vm_of_nic(self, nic_id: str) -> Vm | None:
+        key = self.nic_vm.get(normalize(nic_id))
+        return self.vms.get(key) if key else None
+
+    def vm_of_ip_config(self, ip_config_id: str) -> Vm | None:
+        cfg = self.ip_configs.get(normalize(ip_config_id))
+        return self.vm_of_nic(cfg.nic_key) if cfg else None
+
+    def pool_keys_of_vm(self, vm: Vm) -> list[str]:
+        """Keys of every backend pool any IP configuration of the VM is in, sorted."""
+        keys: set[str] = set()
+        for nk in vm.nic_keys:
+            nic = self.nics.get(nk)
+            for cfg in nic.ip_configs if nic else ():
+                keys.update(self.ip_config_pools.get(cfg.key, ()))
+        return sorted(keys)
+
+    def pools_of_ip_config(self, ip_config_id: str) -> tuple[BackendPool, ...]:
+        return tuple(
+            self.pools[k]
+            for k in self.ip_config_pools.get(normalize(ip_config_id), ())
+            if k in self.pools
+        )
+
+    def members_of_pool(self, pool_id: str) -> tuple[PoolMember, ...]:
+        return self.pool_members.get(normalize(pool_id), ())
+
+    def rules_of_pool(self, pool_id: str) -> tuple[LbRule, ...]:
+        return tuple(self.rules[k] for k in self.pool_rules.get(normalize(pool_id), ()))
+
+    def health_of_rule(self, rule_id: str) -> RuleHealth | None:
+        return self.health.get(normalize(rule_id))
+
+    def sku(self, size: str | None) -> Sku | None:
+        return self.skus.get(size.lower()) if size else None
+
+    def unknowns_for(self, *resource_ids: str | None) -> tuple[Unknown, ...]:
+        out: list[Unknown] = []
+        for rid in resource_ids:
+            if rid:
+                out.extend(self.unknowns_by_resource.get(normalize(rid), ()))
+        return tuple(out)
+
+    def used_ips_in_subnet(self, subnet_id: str) -> frozenset[str]:
+        """Addresses taken in a subnet: NIC ipConfigurations and load balancer frontends."""
+        key = normalize(subnet_id)
+        used = {
+            c.private_ip
+            for c in self.ip_configs.values()
+            if c.subnet_key == key and c.private_ip is not None
+        }
+        used |= {
+            f.private_ip
+            for f in self.frontends.values()
+            if f.subnet_key == key and f.private_ip is not None
+        }
+        return frozenset(used)

@@ -1,0 +1,212 @@
+"""What one event touches, read from current state: the VMs in scope and whether we wrote it.
+
+`StateReader` reads ARM documents (each at most once per pass); `is_transient` / `is_gone`
+classify what reading (or anything after it) raised. `EventScope` is a part of
+`shared.services.events.EventProcessor` (a mixin): subject -> VM ids from documents read now
+(never from the payload), and own-write recognition from the journal when the caller's claims
+do not decide it. It uses the processor's `ctx`, `config`, `identity` and `journal`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.core import arm_ids
+from shared.core.arm_docs import _lb_member_nics, _lb_of_pool, _nic_pool_ids, _nic_vm, is_managed
+from shared.core.events import T_LB, T_NIC, T_VM, ResourceEvent, TransientEventError
+from shared.core.journal import OPEN_VERIFIED_ROUTE
+
+OWN_JOURNAL_ACTIONS_EXCLUDED = ("event", "event-rejected", "sweep")
+
+
+# --------------------------------------------------------------------------- error classes
+
+def is_transient(exc: BaseException) -> bool:
+    """Would the same call probably work later? (throttling, 5xx, network, busy lock)"""
+    from azure.core.exceptions import (
+        HttpResponseError,
+        ResourceNotFoundError,
+        ServiceRequestError,
+        ServiceResponseError,
+    )
+
+    from shared.azure.retry import RetryBudgetExceeded
+
+    if isinstance(exc, TransientEventError | RetryBudgetExceeded | ServiceRequestError
+                  | ServiceResponseError | TimeoutError | ConnectionError):
+        return True
+    if type(exc).__name__ in ("LockBusy", "LockLost", "CheckpointConflict"):
+        return True
+    if isinstance(exc, ResourceNotFoundError):
+        return False
+    if isinstance(exc, HttpResponseError):
+        status = getattr(exc, "status_code", None) or 0
+        code = str(getattr(getattr(exc, "error", None), "code", "") or "")
+        return status in (408, 409, 429) or status >= 500 or "Retryable" in code
+    return False
+
+
+def is_gone(exc: BaseException) -> bool:
+    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+
+    return isinstance(exc, ResourceNotFoundError) or (
+        isinstance(exc, HttpResponseError) and getattr(exc, "status_code", None) == 404)
+
+
+# --------------------------------------------------------------------------- reading state
+
+class StateReader:
+    """Current ARM documents, each read at most once per pass (a small per-pass cache)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self._docs: dict[str, dict | None] = {}
+        self.reads = 0
+
+    def _clients(self, resource_id: str):
+        sub = arm_ids.parse(resource_id).subscription
+        return self.ctx.clients(sub)
+
+    def get(self, resource_id: str) -> dict | None:
+        """The document, or None when it does not exist (404). Other errors raise."""
+        key = arm_ids.normalize(resource_id)
+        if key in self._docs:
+            return self._docs[key]
+        rid = arm_ids.parse(resource_id)
+        rtype = (rid.type or "").lower()
+        c = self._clients(resource_id)
+        try:
+            self.reads += 1
+            if rtype == T_VM.lower():
+                doc = c.compute.virtual_machines.get(rid.resource_group, rid.names[0],
+                                                     expand="instanceView").as_dict()
+            elif rtype == T_NIC.lower():
+                doc = c.network.network_interfaces.get(rid.resource_group, rid.names[0]).as_dict()
+            elif rtype == T_LB.lower():
+                doc = c.network.load_balancers.get(rid.resource_group, rid.names[0]).as_dict()
+            else:
+                raise ValueError(f"cannot read {rid.type}")
+        except Exception as exc:
+            if is_gone(exc):
+                doc = None
+            else:
+                raise
+        self._docs[key] = doc
+        return doc
+
+    def known(self, resource_id: str) -> bool:
+        return arm_ids.normalize(resource_id) in self._docs
+
+    def bulk(self, subscription_id: str) -> None:
+        """Every NIC, LB and VM of a subscription in a few paged calls (for large passes)."""
+        from shared.azure.discovery import discover_subscription
+
+        found = discover_subscription(self.ctx.clients(subscription_id), include_health=False,
+                                      include_skus=False)
+        self.reads += 1
+        for doc in found["resources"]:
+            self._docs[arm_ids.normalize(doc["id"])] = doc
+
+
+class EventScope:
+    """Scope resolution and own-write recognition (part of `EventProcessor`)."""
+
+    # -- scope ------------------------------------------------------------------------------
+    def _resolve(self, ev: ResourceEvent, reader: StateReader,
+                 event_time: datetime) -> tuple[set[str], str | None]:
+        """Scope -> VM ids, from current state. (vms, reason-when-the-subject-is-gone)"""
+        memo = self._subject_memo(ev, event_time)
+        if memo is not None:
+            return set(memo), None
+        read_at = self._now()
+        vms: set[str] = set()
+        gone: str | None = None
+        if ev.resource_type == T_VM:
+            vms.add(ev.resource_id)
+        elif ev.resource_type == T_NIC:
+            nic = None if ev.is_delete else reader.get(ev.resource_id)
+            if nic is None:
+                gone = "network interface no longer exists"
+                vms |= self._vms_for_missing_nic(ev, reader)
+            else:
+                vm = _nic_vm(nic)
+                if vm:
+                    vms.add(vm)
+                elif is_managed(nic, self.ctx.settings.managed_tag):
+                    vms |= self._vms_for_missing_nic(ev, reader)  # a detached managed NIC
+                for lb_id in {_lb_of_pool(p) for p in _nic_pool_ids(nic)} - {None}:
+                    lb = reader.get(lb_id)
+                    pools = [p for p in _nic_pool_ids(nic) if arm_ids.same(_lb_of_pool(p), lb_id)]
+                    vms |= self._vms_of_nics(_lb_member_nics(lb, pools), reader)
+        elif ev.resource_type == T_LB:
+            lb = None if ev.is_delete else reader.get(ev.resource_id)
+            if lb is None:
+                gone = "load balancer no longer exists"
+            else:
+                vms |= self._vms_of_nics(_lb_member_nics(lb), reader)
+            # VMs holding verified routes may have routes to this LB's (removed) frontends.
+            vms |= self._verified_vms(ev.subscription_id)
+        if gone and vms:
+            gone = None  # the subject is gone, but VMs it affected are evaluated
+        self._remember_subject(ev, read_at, sorted(vms))
+        return vms, gone
+
+    def _vms_of_nics(self, nic_ids: list[str], reader: StateReader) -> set[str]:
+        if len(nic_ids) > self.config.bulk_read_threshold and not all(
+                reader.known(n) for n in nic_ids):
+            reader.bulk(arm_ids.parse(nic_ids[0]).subscription)
+        out = set()
+        for nic_id in nic_ids:
+            vm = _nic_vm(reader.get(nic_id))
+            if vm:
+                out.add(vm)
+        return out
+
+    def _vms_for_missing_nic(self, ev: ResourceEvent, reader: StateReader) -> set[str]:
+        """A managed NIC deleted or detached: its VM by the naming convention, else the VMs the
+        journal says hold verified routes in that resource group."""
+        from shared.core.risk import secondary_nic_name
+
+        rid = arm_ids.parse(ev.resource_id)
+        nic_name = rid.names[0]
+        suffix = secondary_nic_name("")
+        out: set[str] = set()
+        if nic_name.lower().endswith(suffix.lower()) and len(nic_name) > len(suffix):
+            vm_id = arm_ids.build(rid.subscription, rid.resource_group, "Microsoft.Compute",
+                                  "virtualMachines", nic_name[: -len(suffix)])
+            if reader.get(vm_id) is not None:
+                out.add(vm_id)
+        if not out:
+            rg = f"/subscriptions/{rid.subscription}/resourcegroups/{rid.resource_group}/".lower()
+            out |= {v for v in self._verified_vms(ev.subscription_id)
+                    if arm_ids.normalize(v).startswith(rg)}
+        return out
+
+    def _verified_vms(self, subscription_id: str) -> set[str]:
+        if self.journal is None:
+            return set()
+        prefix = f"/subscriptions/{subscription_id}/".lower()
+        return {r.vm_id for r in self.journal.open_records(OPEN_VERIFIED_ROUTE)
+                if arm_ids.normalize(r.vm_id).startswith(prefix)}
+
+    # -- own writes --------------------------------------------------------------------------
+    def _own_by_journal(self, ev: ResourceEvent, vm_ids: set[str], event_time: datetime) -> bool:
+        """When the claims do not name the caller (or we do not know who we are): did our
+        remediation write to one of these VMs around the event's time?"""
+        caller_known = bool(ev.caller.object_id or ev.caller.app_id or ev.caller.mi_resource_id)
+        if self.identity and caller_known:
+            return False  # the claims decide: someone else did it
+        if self.journal is None:
+            return False
+        window = timedelta(seconds=self.config.own_write_journal_seconds)
+        skew = timedelta(seconds=self.config.clock_skew_seconds)
+        for vm in sorted(vm_ids)[:10]:
+            for entry in self.journal.history(vm, 20):
+                if entry.action in OWN_JOURNAL_ACTIONS_EXCLUDED:
+                    continue
+                if entry.result not in ("started", "succeeded"):
+                    continue
+                if event_time - window <= entry.timestamp <= event_time + skew:
+                    return True
+        return False

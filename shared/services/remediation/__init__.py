@@ -1,0 +1,46 @@
+"""Remediation: the one code path every entry point (CLI, HTTP, queue, events, sweep) uses.
+
+    plan_for_vm / plan_for_finding / plan_for_target -> PlanResult
+    apply(ctx, target, trigger, approval=)           -> Outcome
+    resume_interrupted(ctx, trigger)                  -> [Outcome]
+    ensure_guest_routes / verify / rollback           -> Outcome
+
+Parts: `targets` (targets, live observation, PlanResult), `run` (one run: journal, actions,
+budget), `vm_runner` (one VM's steps), `rollback`, `api` (the entry points).
+"""
+
+from shared.core.remediation.outcome import (
+    APPLIED,
+    FAILED,
+    PENDING,
+    REFUSED,
+    UNCHANGED,
+    Outcome,
+    VmOutcome,
+    new_operation_id,
+)
+from shared.services.remediation.api import (
+    apply,
+    ensure_guest_routes,
+    history,
+    resume_interrupted,
+    rollback,
+    verify,
+)
+from shared.services.remediation.rollback import rollback_plan
+from shared.services.remediation.targets import (
+    FINDING_ID,
+    PlanResult,
+    TargetError,
+    parse_target,
+    plan_for_finding,
+    plan_for_target,
+    plan_for_vm,
+)
+
+__all__ = [
+    "APPLIED", "FAILED", "PENDING", "REFUSED", "UNCHANGED", "Outcome", "VmOutcome",
+    "new_operation_id", "apply", "ensure_guest_routes", "history", "resume_interrupted",
+    "rollback", "verify", "rollback_plan", "FINDING_ID", "PlanResult", "TargetError",
+    "parse_target", "plan_for_finding", "plan_for_target", "plan_for_vm",
+]

@@ -1,0 +1,193 @@
+"""Remediation targets and plans: parse a target (VM resource ID or finding ID), observe its
+subscription live, and build the `PlanResult` (for a VM, a finding, or one VM narrowed).
+Part of `shared.services.remediation`, which re-exports every name."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from shared.azure.discovery import discover_subscription
+from shared.core import arm_ids, risk
+from shared.core.arm_ids import normalize
+from shared.core.remediation import plan as planning
+from shared.core.remediation.outcome import REFUSED, UNCHANGED, Outcome
+from shared.core.remediation.plan import Plan
+from shared.core.topology import Topology
+from shared.services.context import ServiceContext
+
+FINDING_ID = re.compile(r"\Ahp-[0-9a-f]{20}\Z")
+VM_TYPE = "Microsoft.Compute/virtualMachines"
+
+
+class TargetError(ValueError):
+    """Bad input: `status` 400 (malformed) or 404 (unknown VM or finding)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass
+class PlanResult:
+    plan: Plan
+    topology: Topology
+    evaluation: risk.Evaluation
+    subscription_id: str
+    target: dict
+    resources: list = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict:
+        return {"target": self.target, "subscription_id": self.subscription_id,
+                "plan": self.plan.as_dict(),
+                "findings": [f.as_dict() for f in self.evaluation.findings
+                             if any(normalize(f.vm_id) == v.key for v in self.plan.vms)]}
+
+
+# --------------------------------------------------------------------------- targets
+
+def parse_target(text: Any) -> tuple[str, str]:
+    """("vm", id) or ("finding", id); TargetError(400) for anything else."""
+    if not isinstance(text, str) or not text.strip():
+        raise TargetError("expected a VM resource ID or a finding ID (hp-...)")
+    text = text.strip()
+    if text.lower().startswith("/subscriptions/"):
+        parsed = arm_ids.try_parse(text)
+        if parsed is None or not parsed.is_type(VM_TYPE) or not arm_ids.is_subscription_id(
+                parsed.subscription or ""):
+            raise TargetError(f"{text[:200]!r} is not a virtual machine resource ID "
+                              "(/subscriptions/{guid}/resourceGroups/{rg}/providers/"
+                              "Microsoft.Compute/virtualMachines/{name})")
+        return "vm", str(parsed)
+    if FINDING_ID.match(text.lower()):
+        return "finding", text.lower()
+    raise TargetError(f"{text[:80]!r} is neither a VM resource ID nor a finding ID "
+                      "(hp- followed by 20 hex digits)")
+
+
+def _subscriptions(ctx: ServiceContext, explicit: str | None) -> list[str]:
+    if explicit:
+        if not arm_ids.is_subscription_id(explicit):
+            raise TargetError(f"{explicit[:60]!r} is not a subscription ID")
+        return [explicit.lower()]
+    subs = list(ctx.settings.subscriptions)
+    env = os.environ.get("AZURE_SUBSCRIPTION_ID")
+    if not subs and env:
+        subs = [env.lower()]
+    if not subs:
+        raise TargetError("no subscription: pass --subscription or set AZURE_SUBSCRIPTION_ID "
+                          "or HAIRPIN_SUBSCRIPTIONS")
+    return subs
+
+
+def _verified(ctx: ServiceContext) -> frozenset:
+    return ctx.journal.verified_routes() if ctx.journal is not None else frozenset()
+
+
+def _observe(ctx: ServiceContext, subscription_id: str, *, with_verified: bool = True):
+    snapshot = discover_subscription(ctx.clients(subscription_id))
+    topology = _assume_resumed(ctx, Topology.from_snapshot(snapshot))
+    evaluation = risk.evaluate(topology, ctx.settings,
+                               _verified(ctx) if with_verified else ())
+    return snapshot, topology, evaluation
+
+
+def _assume_resumed(ctx: ServiceContext, topology: Topology) -> Topology:
+    """VMs this project left deallocated are started again first by any run: plan them as
+    running, so the plan (and its hash) is the one that will run."""
+    if ctx.journal is None:
+        return topology
+    keys = {normalize(r.vm_id) for r in ctx.journal.left_deallocated()}
+    vms = dict(topology.vms)
+    changed = False
+    for key in keys:
+        vm = vms.get(key)
+        if vm is not None and vm.power_state in ("deallocated", "stopped"):
+            vms[key] = dataclasses.replace(vm, power_state="running")
+            changed = True
+    return dataclasses.replace(topology, vms=MappingProxyType(vms)) if changed else topology
+
+
+def _build(ctx, snapshot, topology, evaluation, subscription_id, vm_ids, target) -> PlanResult:
+    plan = planning.build_plan(evaluation.findings, topology, ctx.settings, vm_ids=vm_ids,
+                               etags=planning.etags_from_documents(snapshot["resources"]),
+                               target=target)
+    return PlanResult(plan, topology, evaluation, subscription_id, target, snapshot["resources"])
+
+
+def plan_for_vm(ctx: ServiceContext, vm_id: str) -> PlanResult:
+    """The plan covering `vm_id` and every VM with a high/medium finding in its pools."""
+    kind, vm_id = parse_target(vm_id)
+    if kind != "vm":
+        raise TargetError("expected a VM resource ID")
+    sub = arm_ids.parse(vm_id).subscription
+    snapshot, topology, evaluation = _observe(ctx, sub)
+    vm = topology.vms.get(normalize(vm_id))
+    if vm is None:
+        raise TargetError(f"VM {vm_id} was not found in subscription {sub}", 404)
+    return _build(ctx, snapshot, topology, evaluation, sub, [vm.id],
+                  {"vm_id": vm.id, "vm_name": vm.name})
+
+
+def plan_for_finding(ctx: ServiceContext, finding_id: str,
+                     subscription_id: str | None = None) -> PlanResult:
+    kind, fid = parse_target(finding_id)
+    if kind != "finding":
+        raise TargetError("expected a finding ID (hp-...)")
+    for sub in _subscriptions(ctx, subscription_id):
+        snapshot, topology, evaluation = _observe(ctx, sub, with_verified=False)
+        finding = evaluation.finding(fid)
+        if finding is None:
+            continue
+        # Re-evaluate with verified routes: a fixed finding yields an empty plan.
+        evaluation = risk.evaluate(topology, ctx.settings, _verified(ctx))
+        return _build(ctx, snapshot, topology, evaluation, sub, [finding.vm_id],
+                      {"finding_id": fid, "vm_id": finding.vm_id, "vm_name": finding.vm_name})
+    raise TargetError(f"finding {fid} was not found (it may be fixed, or in another "
+                      "subscription: pass the subscription)", 404)
+
+
+def plan_for_target(ctx: ServiceContext, target: str,
+                    subscription_id: str | None = None) -> PlanResult:
+    kind, value = parse_target(target)
+    return plan_for_vm(ctx, value) if kind == "vm" else plan_for_finding(
+        ctx, value, subscription_id)
+
+
+def _observe_vm(ctx: ServiceContext, vm_id: str, not_a_vm: str):
+    """The live estate of a VM's subscription (findings without verified routes, so every
+    at-risk frontend is covered) and the VM itself; TargetError when it is not there."""
+    kind, vm_id = parse_target(vm_id)
+    if kind != "vm":
+        raise TargetError(not_a_vm)
+    sub = arm_ids.parse(vm_id).subscription
+    snapshot, topology, evaluation = _observe(ctx, sub, with_verified=False)
+    vm = topology.vms.get(normalize(vm_id))
+    if vm is None:
+        raise TargetError(f"VM {vm_id} was not found in subscription {sub}", 404)
+    return sub, snapshot, topology, evaluation, vm
+
+
+def _single_vm_plan(ctx: ServiceContext, vm_id: str, *, needs_nic: bool = True):
+    """PlanResult narrowed to one VM, or an Outcome saying why not."""
+    sub, snapshot, topology, evaluation, vm = _observe_vm(ctx, vm_id, "expected a VM resource ID")
+    pr = _build(ctx, snapshot, topology, evaluation, sub, [vm.id],
+                {"vm_id": vm.id, "vm_name": vm.name})
+    v = pr.plan.vm(vm.id)
+    if v is None:
+        return pr, None, Outcome(UNCHANGED, [f"{vm.name} has no high or medium finding"])
+    if v.nic is None or not v.nic.exists:
+        if needs_nic:
+            return pr, None, Outcome(REFUSED, [f"{vm.name} has no managed secondary NIC "
+                                               "attached: run apply first"])
+        # Measuring an unfixed VM: nothing is created, deallocated or attached.
+        v = dataclasses.replace(v, needs_deallocation=False, blockers=(), steps=tuple(
+            s for s in v.steps if s.kind == planning.STEP_VERIFY))
+    narrowed = Plan((v,), pr.plan.facts, pr.plan.hash, pr.plan.target)
+    return dataclasses.replace(pr, plan=narrowed), v, None

@@ -1,0 +1,89 @@
+"""Shared setup for the remediation tests: the emulator (default scenario, modelled guest)
+plus Azurite storage, wired into a ServiceContext exactly as the entry points build it."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from emulator.guests.modelled import ModelledGuest
+from shared.core.journal import TRIGGER_CLI, Trigger
+from shared.services.context import ServiceContext
+from shared.settings import Settings
+from shared.storage.journal import Journal
+from shared.storage.locks import LockManager
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT = ROOT / "emulator" / "scenarios" / "default.json"
+SUB = "00000000-0000-0000-0000-000000000001"
+RGP = f"/subscriptions/{SUB}/resourceGroups/rg-healthshare/providers"
+VM1 = f"{RGP}/Microsoft.Compute/virtualMachines/hs-vm1"
+VM2 = f"{RGP}/Microsoft.Compute/virtualMachines/hs-vm2"
+NIC1 = f"{RGP}/Microsoft.Network/networkInterfaces/hs-vm1-hairpin-nic"
+NIC2 = f"{RGP}/Microsoft.Network/networkInterfaces/hs-vm2-hairpin-nic"
+CLI = Trigger(TRIGGER_CLI, principal="tester")
+# A Saturday inside "Sat 01:00-05:00 UTC" and a Wednesday outside it.
+IN_WINDOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+OUT_OF_WINDOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def default_scenario() -> dict:
+    return json.loads(DEFAULT.read_text())
+
+
+def settings_for(storage_ns, **overrides) -> Settings:
+    values = dict(mode="apply", storage_connection=storage_ns.connection_string,
+                  journal_table=storage_ns.table("journal"),
+                  lock_container=storage_ns.container("locks"),
+                  report_container=storage_ns.container("reports"), lock_lease_seconds=15,
+                  verify_connects=20)
+    values.update(overrides)
+    return Settings(**values)
+
+
+def make_ctx(emu, storage_ns, *, clock=None, deadline=None, **overrides) -> ServiceContext:
+    from azure.identity import ManagedIdentityCredential
+
+    settings = settings_for(storage_ns, arm_endpoint=emu.base_url, **overrides)
+    ctx = ServiceContext(settings, credential=ManagedIdentityCredential(), polling_interval=0,
+                         deadline=deadline)
+    ctx.journal = Journal(storage_ns.table_service(), table=settings.journal_table,
+                          state_table=storage_ns.table("state")).ensure()
+    ctx.locks = LockManager(storage_ns.blob_service(), container=settings.lock_container,
+                            lease_seconds=15, holder="test").ensure()
+    ctx.run_command_backoff = 0.05
+    if clock is not None:
+        ctx.clock = clock
+    return ctx
+
+
+@pytest.fixture
+def estate(emulator, storage_ns):
+    """Factory: estate(scenario=None, **settings) -> (emu, guest, ctx)."""
+
+    def make(scenario=None, *, clock=None, deadline=None, emu_kwargs=None, **overrides):
+        guest = ModelledGuest()
+        emu = emulator(scenario if scenario is not None else default_scenario(), guest,
+                       **(emu_kwargs or {}))
+        guest.attach(emu)
+        ctx = make_ctx(emu, storage_ns, clock=clock, deadline=deadline, **overrides)
+        return emu, guest, ctx
+
+    return make
+
+
+def arm_writes(emu) -> list:
+    return [e for e in emu.requests.writes() if e.status and e.status < 400]
+
+
+def nics_named(emu, name: str) -> list[dict]:
+    return [d for d in emu.store.of_type("Microsoft.Network/networkInterfaces")
+            if d["name"].lower() == name.lower()]
+
+
+def vm_nic_ids(emu, vm_id: str) -> list[str]:
+    doc = emu.store.get(vm_id)
+    return [r["id"] for r in doc["properties"]["networkProfile"]["networkInterfaces"]]
