@@ -1,6 +1,6 @@
 """The Azure RBAC actions this product performs: one source of truth for the custom role in
-`infra/main.json` (checked by tests/test_infra_template.py) and for the least-privilege proof
-(tests/test_least_privilege.py runs every flow on the emulator and compares the actions its
+`infra/main.json` (checked by tests/unit/test_infra_template.py) and for the least-privilege proof
+(tests/e2e/test_least_privilege.py runs every flow on the emulator and compares the actions its
 request log recorded with these tuples: nothing missing, nothing extra).
 
 Pure: no Azure SDK, no I/O. `rbac_action(method, path)` maps one ARM request to the action ARM

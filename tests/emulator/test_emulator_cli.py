@@ -5,15 +5,13 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from azure.identity import DefaultAzureCredential
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.resourcegraph.models import QueryRequest
 
 from tests.support.fixtures_emulator import RG, small_scenario
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def test_cli_serves_scenario_and_writes_env_file(tmp_path, monkeypatch):

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-from pathlib import Path
 
 import azure.functions as func
 import pytest
 
 from shared import __version__
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.azurite
 
 

@@ -1,14 +1,13 @@
 import json
-from pathlib import Path
 
 import pytest
 
 from shared.core.risk import evaluate, finding_id
 from shared.core.topology import Topology
 from shared.settings import Settings
+from tests.support.paths import ROOT
 from tests.support.topology_builder import EstateBuilder, mirror_pair
 
-ROOT = Path(__file__).resolve().parent.parent
 SUB = "00000000-0000-0000-0000-000000000001"
 LB = (
     f"/subscriptions/{SUB}/resourceGroups/rg-healthshare/providers/Microsoft.Network/"

@@ -1,13 +1,12 @@
 import json
-from pathlib import Path
 
 import pytest
 
 from shared.core import snapshot
 from shared.core.snapshot import SnapshotError
 from shared.core.topology import Topology
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "emulator" / "scenarios" / "default.json"
 
 

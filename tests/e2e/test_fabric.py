@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from emulator.guests.fabric import Fabric, netns_unavailable_reason
 from emulator.guests.netns import NetnsGuest
 from shared.core import guest as gs
+from tests.support.paths import SCENARIOS
 
 _REASON = netns_unavailable_reason()
 if _REASON:
@@ -32,7 +32,7 @@ POOL = f"{LB}/backendAddressPools/pool"
 VIPS = ("10.0.1.100", "10.0.1.101")
 PORT = 1972
 N = 20
-DEFAULT_LINUX = Path(__file__).resolve().parent.parent / "emulator/scenarios/default-linux.json"
+DEFAULT_LINUX = SCENARIOS / "default-linux.json"
 
 
 def nic(name, ip, mac, pools=(), primary=True, subnet=SUBNET):
@@ -294,7 +294,7 @@ def test_run_command_contract(guest):
 
 def test_a_killed_run_leaves_nothing_behind():
     """A fabric whose process died without closing is swept by the next one."""
-    code = ("import sys; sys.path.insert(0, '.'); from tests.test_fabric import scenario; "
+    code = ("import sys; sys.path.insert(0, '.'); from tests.e2e.test_fabric import scenario; "
             "from emulator.guests.fabric import Fabric; import os; f = Fabric(scenario()).open(); "
             "print(f.run_id, flush=True); os._exit(0)")  # no close, no atexit
     run_id = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
@@ -14,9 +13,9 @@ from shared.core.report import build_report
 from shared.core.report import html as report_html
 from shared.core.risk import evaluate
 from shared.core.topology import Topology
+from tests.support.paths import ROOT
 from tests.support.topology_builder import EstateBuilder
 
-ROOT = Path(__file__).resolve().parent.parent
 SEED = ROOT / "emulator" / "scenarios" / "default.json"
 WHEN = "2026-11-26T05:00:00Z"
 RED = "#d0021b"

@@ -21,8 +21,8 @@ from shared.core.report import build_report
 from shared.core.report import html as report_html
 from shared.core.risk import evaluate
 from shared.core.topology import Topology
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",

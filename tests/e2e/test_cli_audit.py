@@ -16,7 +16,6 @@ from shared.cli.audit import _Progress
 from shared.cli.main import main as hairpin
 from tests.support.fixtures_emulator import SCENARIOS, small_scenario
 
-ROOT = Path(__file__).resolve().parent.parent
 HAIRPIN = Path(sys.executable).with_name("hairpin")
 
 

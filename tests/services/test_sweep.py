@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -31,10 +30,10 @@ from shared.core.risk import evaluate
 from shared.core.topology import Topology
 from shared.services.sweep import SweepBusy, SweepConfig, run_sweep
 from shared.settings import Settings
+from tests.support.events import RecordingRemediation, make_ctx
 from tests.support.fixtures_emulator import LOC, NSG_ID, SUB, SUBNET_ID, P, nic_doc, vm_doc
-from tests.test_events import RecordingRemediation, make_ctx
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 TRIGGER = Trigger(TRIGGER_SWEEP, principal="managed-identity")
 
 
@@ -109,7 +108,7 @@ def with_child_ids(scenario: dict) -> dict:
 
 
 def sweep_settings(emu, storage_ns, callers) -> Settings:
-    from tests.test_events import make_settings
+    from tests.support.events import make_settings
 
     return make_settings(emu, storage_ns, HAIRPIN_DECLARED_CALLERS=json.dumps(callers))
 
@@ -365,7 +364,7 @@ _CHILD = r"""
 import json, os, sys, threading, time
 from types import SimpleNamespace
 sys.path.insert(0, os.environ["REPO"])
-from tests.test_events import make_ctx  # noqa: E402
+from tests.support.events import make_ctx  # noqa: E402
 from shared.settings import Settings
 from shared.services.sweep import SweepConfig, run_sweep
 from shared.services.context import ServiceContext

@@ -2,14 +2,14 @@
 emulator come back equal through the SDK models."""
 
 import json
-from pathlib import Path
 
 from azure.mgmt.compute.models import RunCommandResult
 from azure.mgmt.network.models import LoadBalancer, LoadBalancerHealthPerRule, NetworkInterface
 
 from emulator.guests import RecordingGuest
+from tests.support.paths import FIXTURES
 
-SPECS = Path(__file__).parent / "fixtures" / "specs"
+SPECS = FIXTURES / "specs"
 
 
 def example(name: str) -> dict:

@@ -2,14 +2,13 @@ import copy
 import dataclasses
 import ipaddress
 import json
-from pathlib import Path
 
 import pytest
 
 from shared.core.topology import Topology
+from tests.support.paths import ROOT
 from tests.support.topology_builder import EstateBuilder
 
-ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "tests" / "fixtures" / "specs"
 SUB = "00000000-0000-0000-0000-000000000001"
 RG = f"/subscriptions/{SUB}/resourceGroups/rg-healthshare/providers"

@@ -9,7 +9,6 @@ import json
 import sys
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import azure.functions as func
 import pytest
@@ -17,7 +16,7 @@ from azure.functions.timer import TimerRequest
 
 from shared.services import events as event_service
 from shared.services.events import processor as event_processor
-from tests.test_events import (
+from tests.support.events import (
     OWN_IDENTITY,
     VM1,
     RecordingRemediation,
@@ -26,8 +25,7 @@ from tests.test_events import (
     make_ctx,
     processor,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 def load_app():

@@ -1,6 +1,5 @@
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -8,9 +7,9 @@ import pytest
 from shared.core.report import SCHEMA_VERSION, build_report, exit_status, to_json, to_text
 from shared.core.risk import evaluate
 from shared.core.topology import Topology
+from tests.support.paths import ROOT
 from tests.support.topology_builder import EstateBuilder, mirror_pair
 
-ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "docs" / "report-schema.json").read_text())
 WHEN = datetime(2026, 11, 26, 4, 0, tzinfo=UTC)
 

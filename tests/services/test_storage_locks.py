@@ -7,7 +7,6 @@ import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobLeaseClient
@@ -20,10 +19,10 @@ from shared.storage.locks import (
     pool_lock,
     vm_lock,
 )
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.azurite
 
-ROOT = Path(__file__).resolve().parent.parent
 RG = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-hs/providers"
 VM1 = f"{RG}/Microsoft.Compute/virtualMachines/hs-vm1"
 VM2 = f"{RG}/Microsoft.Compute/virtualMachines/hs-vm2"

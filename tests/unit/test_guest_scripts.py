@@ -1,6 +1,6 @@
 """Guest scripts: typed inputs only, golden command lines, idempotent structure, cleanup,
 output parsing, and hypothesis fuzzing that no input renders anything but the intended commands.
-(Their behaviour on a real kernel is proven in tests/test_fabric.py.)"""
+(Their behaviour on a real kernel is proven in tests/e2e/test_fabric.py.)"""
 
 from __future__ import annotations
 

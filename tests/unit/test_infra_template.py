@@ -23,10 +23,10 @@ from referencing.jsonschema import DRAFT4
 from shared.core import permissions
 from shared.core.events import types as event_types
 from shared.settings import Settings, validate_ncrontab
+from tests.support.paths import FIXTURES, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
-SCHEMAS = Path(__file__).resolve().parent / "fixtures" / "schemas"
+SCHEMAS = FIXTURES / "schemas"
 MAIN = INFRA / "main.json"
 PARAM_FILES = sorted(INFRA.glob("parameters.*.json"))
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
 
 import pytest
 
@@ -22,12 +21,12 @@ from shared.core.journal import TRIGGER_SWEEP, Trigger
 from shared.services import remediation
 from shared.services.events import EventProcessor
 from shared.settings import MaintenanceWindow
+from tests.support.events import ago, arm_event
+from tests.support.paths import ROOT
 from tests.support.remediation import CLI, IN_WINDOW, OUT_OF_WINDOW, RGP, VM1, VM2
-from tests.test_events import ago, arm_event
 
 pytestmark = pytest.mark.azurite
 
-ROOT = Path(__file__).resolve().parent.parent
 RG = "rg-healthshare"
 LB = f"{RGP}/Microsoft.Network/loadBalancers/ilb-healthshare"
 NIC2 = f"{RGP}/Microsoft.Network/networkInterfaces/hs-vm2-hairpin-nic"

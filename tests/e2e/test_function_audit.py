@@ -6,15 +6,13 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-from pathlib import Path
 
 import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
 from shared.settings import Settings, validate_ncrontab
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ import re
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from azure.core.exceptions import HttpResponseError
@@ -34,12 +33,13 @@ from shared.storage.journal import Journal
 from shared.storage.locks import LockManager
 from shared.storage.reports import ReportStore
 from tests.support.fixtures_emulator import build_clients
+from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.azurite
 
 from shared.services import audit, remediation, sweep  # noqa: E402
 
-MAIN_TEMPLATE = Path(__file__).resolve().parent.parent / "infra" / "main.json"
+MAIN_TEMPLATE = ROOT / "infra" / "main.json"
 
 # The function app's user-assigned identity, and an operator who changes things out of band.
 PRODUCT = Identity("5e1f0000-0000-4000-8000-00000000f001", "5e1f0000-0000-4000-8000-00000000c001",

@@ -21,8 +21,8 @@ from azure.core.credentials import AzureKeyCredential
 from shared.core.journal import TRIGGER_EVENT, TRIGGER_SWEEP, Trigger
 from shared.services import notify
 from shared.services.notify import DATA_SCHEMA, EVENT_TYPES, Notifier
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 KEY = "test-topic-key-0123456789abcdef"
 VM = ("/subscriptions/00000000-0000-0000-0000-0000000000aa/resourceGroups/rg-test/providers/"
       "Microsoft.Compute/virtualMachines/vm1")
@@ -201,7 +201,7 @@ def test_no_topic_configured_means_no_notifier():
 def test_event_driven_remediation_publishes_and_a_failing_topic_changes_nothing(
         topic, tmp_path, monkeypatch, emulator, storage_ns):
     from shared.services.events import EventProcessor
-    from tests.test_events import (
+    from tests.support.events import (
         OWN_IDENTITY,
         VM1,
         RecordingRemediation,
