@@ -23,6 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_evaluate import generate  # noqa: E402
 
+from shared.core.topology import topology_from_snapshot
+
 LISTED = {"microsoft.network/virtualnetworks", "microsoft.network/networksecuritygroups",
           "microsoft.network/networkinterfaces", "microsoft.network/loadbalancers",
           "microsoft.compute/virtualmachines"}
@@ -66,7 +68,6 @@ def main(argv=None) -> int:
     from azure.identity import ManagedIdentityCredential
 
     from emulator.server import Emulator
-    from shared.core.topology import Topology
     from shared.services.context import ServiceContext
     from shared.settings import Settings
 
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
           + "  ".join(f"{t:>14.1f}" for _, t, _, _ in results.values()))
 
     (arm_doc, *_), (graph_doc, *_) = results.values()
-    same = Topology.from_snapshot(arm_doc) == Topology.from_snapshot(graph_doc)
+    same = topology_from_snapshot(arm_doc) == topology_from_snapshot(graph_doc)
     per_resource = sum(c[k] for _, _, c, _ in results.values() for k in c if k.startswith("other"))
     print(f"identical topologies from both paths: {'yes' if same else 'NO'}; "
           f"per-resource GETs: {per_resource}; health reads are per rule "

@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from shared.core.risk import evaluate  # noqa: E402
-from shared.core.topology import Topology  # noqa: E402
+from shared.core.topology import build_topology
 from shared.settings import Settings  # noqa: E402
 
 SUB = "00000000-0000-0000-0000-00000000beef"
@@ -343,7 +343,7 @@ def main(argv=None) -> int:
     runs = []
     for _ in range(max(1, args.repeat)):
         w0, c0 = time.perf_counter(), time.process_time()
-        topology = Topology.from_documents(resources, skus, health)
+        topology = build_topology(resources, skus, health)
         c1 = time.process_time()
         evaluation = evaluate(topology, settings)
         w2, c2 = time.perf_counter(), time.process_time()
@@ -365,7 +365,7 @@ def main(argv=None) -> int:
     if not args.no_tracemalloc:
         gc.collect()
         tracemalloc.start()
-        evaluate(Topology.from_documents(resources, skus, health), settings)
+        evaluate(build_topology(resources, skus, health), settings)
         peak_traced = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
 

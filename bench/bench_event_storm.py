@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 from emulator.server import Emulator  # noqa: E402
 from shared.core.events import identity_from_jwt  # noqa: E402
 from shared.services.events import DeferredEvent, EventConfig, EventProcessor  # noqa: E402
-from tests.support.events import arm_event, make_ctx, make_settings  # noqa: E402
 from tests.services.test_sweep import estate_doc  # noqa: E402
+from tests.support.events import arm_event, make_ctx, make_settings  # noqa: E402
 
 
 class Namespace:

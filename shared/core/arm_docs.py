@@ -7,18 +7,18 @@ members, pool -> its LB, and the managed-NIC tag. The event service resolves an 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from shared.core import arm_ids
 
 
-def _nic_vm(nic: dict | None) -> str | None:
+def vm_of_nic(nic: dict | None) -> str | None:
     props = (nic or {}).get("properties") or {}
     ref = props.get("virtualMachine") or {}
     return ref.get("id") if isinstance(ref, dict) else None
 
 
-def _nic_pool_ids(nic: dict | None) -> list[str]:
+def pool_ids_of_nic(nic: dict | None) -> list[str]:
     props = (nic or {}).get("properties") or {}
     out = []
     for cfg in props.get("ipConfigurations") or []:
@@ -29,7 +29,7 @@ def _nic_pool_ids(nic: dict | None) -> list[str]:
     return out
 
 
-def _lb_member_nics(lb: dict | None, pool_ids: Iterable[str] | None = None) -> list[str]:
+def member_nics_of_lb(lb: dict | None, pool_ids: Iterable[str] | None = None) -> list[str]:
     """NIC ids of the members of the LB's pools (all pools, or only `pool_ids`)."""
     wanted = {arm_ids.normalize(p) for p in pool_ids} if pool_ids is not None else None
     props = (lb or {}).get("properties") or {}
@@ -46,14 +46,20 @@ def _lb_member_nics(lb: dict | None, pool_ids: Iterable[str] | None = None) -> l
     return list(dict.fromkeys(out))
 
 
-def _lb_of_pool(pool_id: str) -> str | None:
+def lb_of_pool(pool_id: str) -> str | None:
     parsed = arm_ids.try_parse(pool_id)
     return str(parsed.top_level) if parsed is not None else None
 
 
+def tags_mark_managed(tags: Mapping[str, object] | None, tag: str) -> bool:
+    """Created by this project: `<tag>=true` (tag names are case-insensitive, the value must be
+    `true`). The one rule, for raw documents (`is_managed`) and the model (`Nic.is_managed`)."""
+    low = tag.lower()
+    return any(k.lower() == low and str(v).strip().lower() == "true"
+               for k, v in (tags or {}).items())
+
+
 def is_managed(nic: dict | None, tag: str) -> bool:
-    """Created by this project: the raw NIC document carries `<tag>=true` (tag names are
-    case-insensitive). The one test every write path uses before touching a NIC."""
-    tags = (nic or {}).get("tags") or {}
-    return any(k.lower() == tag.lower() and str(v).strip().lower() == "true"
-               for k, v in tags.items())
+    """The raw NIC document is tagged as ours: the test every write path makes before touching
+    a NIC."""
+    return tags_mark_managed((nic or {}).get("tags"), tag)

@@ -32,7 +32,7 @@ from shared.core import snapshot as snapshots
 from shared.core.report import build_report, exit_status
 from shared.core.report import html as report_html
 from shared.core.risk import Evaluation, evaluate
-from shared.core.topology import Topology
+from shared.core.topology import Topology, topology_from_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +257,7 @@ def run_audit(ctx, *, subscriptions: Iterable[str] | None = None, resource_graph
     subscriptions = list(subscriptions) if subscriptions is not None else None
     doc = gather(ctx, subscriptions=subscriptions, resource_graph=resource_graph,
                  snapshot=snapshot, on_progress=on_progress)
-    topology = Topology.from_snapshot(doc)
+    topology = topology_from_snapshot(doc)
     evaluation = evaluate(topology, ctx.settings, _verified_routes(ctx))
     observability.record_findings(evaluation.findings)
     generated_at = ctx.clock()

@@ -8,7 +8,7 @@ import pytest
 from shared.azure.discovery import discover_subscription
 from shared.core import risk
 from shared.core.journal import OPEN_DEALLOCATED
-from shared.core.topology import Topology
+from shared.core.topology import topology_from_snapshot
 from shared.services import remediation
 from tests.support.remediation import (
     CLI,
@@ -28,7 +28,7 @@ PATIENT_RULE = "rule-patient-index-1972"
 
 def audit(ctx, sub):
     snap = discover_subscription(ctx.clients(sub))
-    t = Topology.from_snapshot(snap)
+    t = topology_from_snapshot(snap)
     return risk.evaluate(t, ctx.settings, ctx.journal.verified_routes())
 
 

@@ -20,7 +20,7 @@ import pytest
 from shared.core.report import build_report
 from shared.core.report import html as report_html
 from shared.core.risk import evaluate
-from shared.core.topology import Topology
+from shared.core.topology import topology_from_snapshot
 from tests.support.paths import ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -127,7 +127,7 @@ class DevTools:
 def page(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("chromium")
     snap = json.loads((ROOT / "emulator" / "scenarios" / "default.json").read_text())
-    topology = Topology.from_snapshot(snap)
+    topology = topology_from_snapshot(snap)
     report = build_report(evaluate(topology), "2026-11-26T05:00:00Z", scope={"source": "seed"})
     html_file = tmp / "report.html"
     html_file.write_text(report_html.render(report, topology), encoding="utf-8")

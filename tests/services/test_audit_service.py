@@ -13,7 +13,7 @@ from azure.identity import ManagedIdentityCredential
 from shared.cli.main import main as hairpin
 from shared.core import snapshot as snapshots
 from shared.core.journal import OPEN_VERIFIED_ROUTE
-from shared.core.topology import Topology
+from shared.core.topology import topology_from_snapshot
 from shared.services import audit
 from shared.services.context import ServiceContext
 from shared.settings import Settings
@@ -122,7 +122,7 @@ def test_snapshot_round_trip_through_the_cli(emulator, tmp_path, capsys):
     offline = json.loads(capsys.readouterr().out)
     assert offline["findings"] == live.report["findings"]
     assert offline["scope"]["source"] == "snapshot"
-    assert Topology.from_snapshot(snapshots.load_file(path)) == live.topology
+    assert topology_from_snapshot(snapshots.load_file(path)) == live.topology
 
 
 def test_audit_accepts_a_scenario_file_and_a_document():

@@ -14,7 +14,7 @@ from shared.core import risk
 from shared.core.journal import TRIGGER_CLI, TRIGGER_EVENT, TRIGGER_TIMER, Trigger
 from shared.core.remediation import guard
 from shared.core.remediation.plan import build_plan, etags_from_documents
-from shared.core.topology import Topology
+from shared.core.topology import topology_from_snapshot
 from shared.services import remediation
 from shared.settings import MaintenanceWindow, Settings
 from tests.support.remediation import (
@@ -32,7 +32,7 @@ WINDOW = MaintenanceWindow.parse("Sat 01:00-05:00 UTC")
 
 def _topology(doc=None, power=None, tags=None):
     doc = copy.deepcopy(doc or default_scenario())
-    t = Topology.from_snapshot(doc)
+    t = topology_from_snapshot(doc)
     vms = dict(t.vms)
     for name, state in (power or {}).items():
         key = next(k for k, v in vms.items() if v.name == name)
@@ -124,7 +124,7 @@ def test_single_member_pool_refuses():
                     pool["properties"][key] = [
                         x for x in pool["properties"].get(key) or []
                         if "hs-vm2-nic" not in str(x)]
-    t = Topology.from_snapshot(doc)
+    t = topology_from_snapshot(doc)
     reasons = guard.check_deallocation(VM1, t)
     assert reasons and "last running member" in reasons[0]
     settings = Settings(mode="apply", declared_callers=Settings.from_env(

@@ -27,7 +27,7 @@ from shared.core.drift import (
 )
 from shared.core.journal import OPEN_VERIFIED_ROUTE, TRIGGER_SWEEP, Trigger
 from shared.core.risk import evaluate
-from shared.core.topology import Topology
+from shared.core.topology import topology_from_snapshot
 from shared.services.sweep import SweepBusy, SweepConfig, run_sweep
 from shared.settings import Settings
 from tests.support.events import RecordingRemediation, make_ctx
@@ -133,7 +133,7 @@ def add_managed_nic(scenario: dict, vm_name: str, ip: str, *, pools=(), attached
 def _plan(scenario, callers, verified=()):
     scenario = with_child_ids(scenario)
     settings = Settings.from_env({"HAIRPIN_DECLARED_CALLERS": json.dumps(callers)})
-    topology = Topology.from_snapshot({k: v for k, v in scenario.items() if k != "emulator"})
+    topology = topology_from_snapshot({k: v for k, v in scenario.items() if k != "emulator"})
     verified = frozenset((v.lower(), ip) for v, ip in verified)
     return {w.vm_id.rsplit("/", 1)[-1]: w
             for w in plan_work(topology, evaluate(topology, settings, verified), verified,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from shared.core.topology import topology_from_snapshot
+
 SUB = "00000000-0000-0000-0000-00000000abcd"
 
 
@@ -375,9 +377,8 @@ class EstateBuilder:
         }
 
     def topology(self):
-        from shared.core.topology import Topology
 
-        return Topology.from_snapshot(self.snapshot())
+        return topology_from_snapshot(self.snapshot())
 
 
 def mirror_pair(

@@ -10,7 +10,7 @@ import pytest
 
 from shared.core import risk
 from shared.core.remediation.plan import build_plan, etags_from_documents, nic_id_for
-from shared.core.topology import Topology
+from shared.core.topology import topology_from_snapshot
 from shared.settings import Settings
 from tests.support.remediation import DEFAULT, RGP, VM1, VM2
 
@@ -24,7 +24,7 @@ def load(path=DEFAULT):
 def make(doc=None, settings=None, vm=VM1):
     doc = doc or load()
     settings = settings or Settings(mode="apply")
-    t = Topology.from_snapshot(doc)
+    t = topology_from_snapshot(doc)
     ev = risk.evaluate(t, settings)
     return build_plan(ev.findings, t, settings, vm_ids=[vm],
                       etags=etags_from_documents(doc["resources"])), t

@@ -6,7 +6,7 @@ import pytest
 
 from shared.core.report import SCHEMA_VERSION, build_report, exit_status, to_json, to_text
 from shared.core.risk import evaluate
-from shared.core.topology import Topology
+from shared.core.topology import topology_from_snapshot
 from tests.support.paths import ROOT
 from tests.support.topology_builder import EstateBuilder, mirror_pair
 
@@ -16,7 +16,7 @@ WHEN = datetime(2026, 11, 26, 4, 0, tzinfo=UTC)
 
 def seed_report(**kw):
     snap = json.loads((ROOT / "emulator" / "scenarios" / "default.json").read_text())
-    return build_report(evaluate(Topology.from_snapshot(snap)), WHEN, **kw)
+    return build_report(evaluate(topology_from_snapshot(snap)), WHEN, **kw)
 
 
 def assert_valid(report):

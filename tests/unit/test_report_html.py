@@ -12,7 +12,7 @@ import pytest
 from shared.core.report import build_report
 from shared.core.report import html as report_html
 from shared.core.risk import evaluate
-from shared.core.topology import Topology
+from shared.core.topology import topology_from_snapshot
 from tests.support.paths import ROOT
 from tests.support.topology_builder import EstateBuilder
 
@@ -51,7 +51,7 @@ class Elements(HTMLParser):
 
 
 def render(snapshot: dict, with_topology: bool = True) -> tuple[str, dict]:
-    topology = Topology.from_snapshot(snapshot)
+    topology = topology_from_snapshot(snapshot)
     report = build_report(evaluate(topology), WHEN, scope={"source": "snapshot"})
     return report_html.render(report, topology if with_topology else None), report
 

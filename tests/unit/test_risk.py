@@ -3,7 +3,7 @@ import json
 import pytest
 
 from shared.core.risk import evaluate, finding_id
-from shared.core.topology import Topology
+from shared.core.topology import build_topology, topology_from_snapshot
 from shared.settings import Settings
 from tests.support.paths import ROOT
 from tests.support.topology_builder import EstateBuilder, mirror_pair
@@ -32,7 +32,7 @@ def only(evaluation, vm, ip):
 
 @pytest.mark.parametrize("scenario,os_type", [("default", "Windows"), ("default-linux", "Linux")])
 def test_seed_both_primaries_on_vm1(scenario, os_type):
-    ev = evaluate(Topology.from_snapshot(load(scenario)))
+    ev = evaluate(topology_from_snapshot(load(scenario)))
     pairs = by_pair(ev)
     assert set(pairs) == {
         ("hs-vm1", "10.0.1.100"),
@@ -68,7 +68,7 @@ def test_seed_moving_one_primary_moves_that_vips_risk():
         if entry["ruleId"].endswith("rule-patient-index-1972"):
             for backend in entry["response"]["loadBalancerBackendAddresses"]:
                 backend["state"] = "Up" if backend["ipAddress"] == "10.0.1.20" else "Down"
-    ev = evaluate(Topology.from_snapshot(snap))
+    ev = evaluate(topology_from_snapshot(snap))
     moved = only(ev, "hs-vm1", "10.0.1.100")
     assert (moved.severity, moved.likelihood) == ("medium", 0.0)
     assert "probe-down now (healthy: hs-vm2 10.0.1.20)" in moved.reason
@@ -82,8 +82,8 @@ def test_seed_moving_one_primary_moves_that_vips_risk():
 
 def test_ids_are_stable_and_case_insensitive():
     snap = load("default")
-    first = evaluate(Topology.from_snapshot(snap))
-    again = evaluate(Topology.from_snapshot(load("default")))
+    first = evaluate(topology_from_snapshot(snap))
+    again = evaluate(topology_from_snapshot(load("default")))
     assert [f.id for f in first.findings] == [f.id for f in again.findings]
     f = first.findings[0]
     assert (
@@ -442,7 +442,7 @@ def test_benchmark_estate_generator_at_small_scale(capsys):
     from bench import bench_evaluate
 
     resources, skus, health = bench_evaluate.generate(n_vms=200, n_lbs=20)
-    ev = evaluate(Topology.from_documents(resources, skus, health))
+    ev = evaluate(build_topology(resources, skus, health))
     assert ev.findings and all(f.severity in ("high", "medium", "info") for f in ev.findings)
     assert (
         bench_evaluate.main(["--vms", "200", "--lbs", "20", "--repeat", "1", "--no-tracemalloc"])

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from shared.core.report import build_report
 from shared.core.risk import evaluate
-from shared.core.topology import Topology
+from shared.core.topology import build_topology, topology_from_snapshot
 from shared.settings import Settings
 from tests.support.topology_builder import EstateBuilder
 
@@ -130,7 +130,7 @@ def test_random_and_damaged_estates_never_crash(builder, rnd, rate):
     snap = builder.snapshot()
     _delete_random_keys(snap, rnd, rate)
     evaluation = evaluate(
-        Topology.from_documents(
+        build_topology(
             snap.get("resources", []), snap.get("skus", []), snap.get("health", [])
         ),
         Settings(allow_broad_ha_ports_rule=rnd.random() < 0.5),
@@ -147,12 +147,12 @@ def test_random_and_damaged_estates_never_crash(builder, rnd, rate):
 @given(estates(), st.randoms(use_true_random=False))
 def test_findings_are_deterministic_and_independent_of_order(builder, rnd):
     snap = builder.snapshot()
-    first = render(evaluate(Topology.from_snapshot(snap)))
+    first = render(evaluate(topology_from_snapshot(snap)))
     shuffled = copy.deepcopy(snap)
     for key in ("resources", "skus", "health"):
         rnd.shuffle(shuffled[key])
-    assert render(evaluate(Topology.from_snapshot(shuffled))) == first
-    assert render(evaluate(Topology.from_snapshot(snap))) == first
+    assert render(evaluate(topology_from_snapshot(shuffled))) == first
+    assert render(evaluate(topology_from_snapshot(snap))) == first
 
 
 @PROFILE

@@ -4,7 +4,7 @@ import pytest
 
 from shared.core import snapshot
 from shared.core.snapshot import SnapshotError
-from shared.core.topology import Topology
+from shared.core.topology import topology_from_snapshot
 from tests.support.paths import ROOT
 
 SCENARIO = ROOT / "emulator" / "scenarios" / "default.json"
@@ -14,7 +14,7 @@ def test_scenario_loads_as_snapshot_without_emulator():
     snap = snapshot.load_file(SCENARIO)
     assert set(snap) == {"resources", "skus", "health"}
     assert "emulator" in json.loads(SCENARIO.read_text())
-    assert Topology.from_snapshot(snap).vm("hs-vm1") is not None
+    assert topology_from_snapshot(snap).vm("hs-vm1") is not None
 
 
 def test_linux_scenario_loads():

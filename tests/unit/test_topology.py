@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from shared.core.topology import Topology
+from shared.core.topology import build_topology, topology_from_snapshot
 from tests.support.paths import ROOT
 from tests.support.topology_builder import EstateBuilder
 
@@ -31,7 +31,7 @@ def spec_body(name):
 
 @pytest.fixture(scope="module")
 def seed():
-    return Topology.from_snapshot(scenario())
+    return topology_from_snapshot(scenario())
 
 
 def test_seed_estate(seed):
@@ -92,7 +92,7 @@ def test_seed_health_and_subnet(seed):
 
 
 def test_linux_variant():
-    topo = Topology.from_snapshot(scenario("default-linux"))
+    topo = topology_from_snapshot(scenario("default-linux"))
     assert {vm.os_type for vm in topo.vms.values()} == {"Linux"}
 
 
@@ -118,7 +118,7 @@ def test_references_in_other_case_still_link():
         if doc["type"] == "Microsoft.Compute/virtualMachines":
             for ref in doc["properties"]["networkProfile"]["networkInterfaces"]:
                 ref["id"] = ref["id"].upper().replace("/SUBSCRIPTIONS/", "/subscriptions/")
-    topo = Topology.from_snapshot(snap)
+    topo = topology_from_snapshot(snap)
     assert topo.vm_of_ip_config(CFG1).name == "hs-vm1"
 
 
@@ -184,7 +184,7 @@ def test_resource_graph_power_state_shape():
     vm_doc["properties"]["extended"] = {
         "instanceView": {"powerState": {"code": "PowerState/deallocated"}}
     }
-    assert Topology.from_snapshot(snap).vm("vm1").power_state == "deallocated"
+    assert topology_from_snapshot(snap).vm("vm1").power_state == "deallocated"
 
 
 def test_missing_fields_become_unknowns():
@@ -201,7 +201,7 @@ def test_missing_fields_become_unknowns():
             del doc["properties"]["loadBalancingRules"][0]["properties"]["frontendPort"]
         if doc["type"] == "Microsoft.Network/virtualNetworks":
             del doc["properties"]["subnets"][0]["properties"]["addressPrefix"]
-    topo = Topology.from_snapshot(snap)
+    topo = topology_from_snapshot(snap)
     vm = topo.vm("vm1")
     assert vm.size is None and vm.os_type is None and vm.power_state is None
     fields = {(u.resource_id.rsplit("/", 1)[-1], u.field) for u in topo.unknowns}
@@ -268,7 +268,7 @@ def test_missing_fields_become_unknowns():
     ],
 )
 def test_junk_never_crashes(junk):
-    topo = Topology.from_documents(
+    topo = build_topology(
         junk, skus=[None, {"resourceType": "virtualMachines"}], health=[None, {"ruleId": "/x/lb/r"}]
     )
     assert isinstance(topo.unknowns, tuple)
@@ -276,9 +276,9 @@ def test_junk_never_crashes(junk):
 
 def test_snapshot_shape_errors():
     with pytest.raises(ValueError):
-        Topology.from_snapshot([])  # type: ignore[arg-type]
+        topology_from_snapshot([])  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        Topology.from_snapshot({"skus": []})
+        topology_from_snapshot({"skus": []})
 
 
 def test_duplicate_documents_keep_one_regardless_of_order():
@@ -286,8 +286,8 @@ def test_duplicate_documents_keep_one_regardless_of_order():
     vm_doc = next(d for d in snap["resources"] if d["name"] == "hs-vm1")
     twin = copy.deepcopy(vm_doc)
     twin["tags"] = {"copy": "yes"}
-    a = Topology.from_documents(snap["resources"] + [twin], snap["skus"], snap["health"])
-    b = Topology.from_documents([twin] + snap["resources"], snap["skus"], snap["health"])
+    a = build_topology(snap["resources"] + [twin], snap["skus"], snap["health"])
+    b = build_topology([twin] + snap["resources"], snap["skus"], snap["health"])
     assert a.vm("hs-vm1") == b.vm("hs-vm1")
     assert any(u.detail.startswith("resource listed more than once") for u in a.unknowns)
 
@@ -296,7 +296,7 @@ def test_duplicate_documents_keep_one_regardless_of_order():
 
 
 def test_spec_load_balancer_get():
-    topo = Topology.from_documents([spec_body("risk-LoadBalancerGet.json")])
+    topo = build_topology([spec_body("risk-LoadBalancerGet.json")])
     lb = topo.load_balancer(
         "/subscriptions/subid/resourceGroups/rg1/providers/Microsoft.Network/loadBalancers/lb"
     )
@@ -316,7 +316,7 @@ def test_spec_load_balancer_get():
 
 
 def test_spec_network_interface_get():
-    topo = Topology.from_documents([spec_body("risk-NetworkInterfaceGet.json")])
+    topo = build_topology([spec_body("risk-NetworkInterfaceGet.json")])
     nic = topo.nic(
         "/subscriptions/subid/resourceGroups/rg1/providers/Microsoft.Network/networkInterfaces/test-nic"
     )
@@ -344,7 +344,7 @@ def test_spec_ip_based_pool_inside_a_load_balancer():
         "sku": {"name": "Standard"},
         "properties": {"backendAddressPools": [pool]},
     }
-    topo = Topology.from_documents([lb, nic])
+    topo = build_topology([lb, nic])
     members = topo.members_of_pool(pool["id"])
     assert sorted(str(m.ip) for m in members) == ["10.0.0.4", "10.0.0.5"]
     matched = [m for m in members if m.ip_config_key]
@@ -352,7 +352,7 @@ def test_spec_ip_based_pool_inside_a_load_balancer():
 
 
 def test_spec_skus_list():
-    topo = Topology.from_documents(
+    topo = build_topology(
         [], skus=spec_body("risk-ListAvailableResourceSkus.json")["value"]
     )
     a1 = topo.sku("Standard_A1")
@@ -370,6 +370,6 @@ def test_spec_instance_view_gives_power_state():
             "instanceView": spec_body("risk-VirtualMachine_Get_InstanceView.json"),
         },
     }
-    topo = Topology.from_documents([vm])
+    topo = build_topology([vm])
     assert topo.vm("myVM").power_state == "running"
     assert topo.vm("myVM").agent_ready is True

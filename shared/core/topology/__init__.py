@@ -1,6 +1,7 @@
 """Pure: an immutable model of an Azure estate (`model`), built from raw ARM documents
-(`build`, with the tolerant field readers of `readers`)."""
+(`build_topology`, `topology_from_snapshot`; tolerant field readers in `readers`)."""
 
+from shared.core.topology.build import build_topology, topology_from_snapshot
 from shared.core.topology.model import (
     BackendHealth,
     BackendPool,
@@ -26,5 +27,5 @@ from shared.core.topology.model import (
 __all__ = [
     "BackendHealth", "BackendPool", "Frontend", "IpConfig", "LbRule", "LoadBalancer", "NatRule",
     "Nic", "PoolAddress", "PoolMember", "Probe", "RuleHealth", "Sku", "Subnet", "Topology",
-    "Unknown", "Vm", "VNet", "gc_paused",
+    "Unknown", "Vm", "VNet", "build_topology", "gc_paused", "topology_from_snapshot",
 ]

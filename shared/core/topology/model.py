@@ -9,7 +9,7 @@ Every ID is compared through its normalised key (`arm_ids.normalize`: lowercase)
 the ID as ARM spelled it in `id` and the comparison form in `key`.
 
 Layout: this module holds the model types and `Topology` with its lookups; building from the
-documents is `shared.core.topology.build` (with the field readers of `shared.core.topology.readers`).
+documents is `shared.core.topology.build` (`build_topology`, `topology_from_snapshot`).
 """
 
 from __future__ import annotations
@@ -17,16 +17,18 @@ from __future__ import annotations
 import contextlib
 import gc
 import ipaddress
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from shared.core import ipam
+from shared.core.arm_docs import tags_mark_managed
 from shared.core.arm_ids import normalize
-from shared.core.topology.readers import _list, _vnet_of_subnet
+from shared.core.topology.readers import vnet_of_subnet
+from shared.core.vocab import PowerState
 
 __all__ = [
     "Unknown",
+    "Unknowns",
     "IpConfig",
     "Nic",
     "Vm",
@@ -82,6 +84,27 @@ class Unknown:
         return {"resource_id": self.resource_id, "field": self.field, "detail": self.detail}
 
 
+class Unknowns:
+    """The facts one build could not establish, in the order they were found."""
+
+    def __init__(self) -> None:
+        self.items: list[Unknown] = []
+
+    def add(self, resource_id: str, field_name: str, detail: str) -> None:
+        self.items.append(Unknown(resource_id, field_name, detail))
+
+    def ordered(self) -> tuple[Unknown, ...]:
+        return tuple(sorted(set(self.items),
+                            key=lambda u: (u.resource_id.lower(), u.field, u.detail)))
+
+    def by_resource(self) -> dict[str, tuple[Unknown, ...]]:
+        grouped: dict[str, list[Unknown]] = {}
+        for u in self.items:
+            grouped.setdefault(normalize(u.resource_id), []).append(u)
+        return {k: tuple(sorted(set(v), key=lambda u: (u.field, u.detail)))
+                for k, v in grouped.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class IpConfig:
     id: str
@@ -99,7 +122,7 @@ class IpConfig:
 
     @property
     def vnet_key(self) -> str | None:
-        return _vnet_of_subnet(self.subnet_key)
+        return vnet_of_subnet(self.subnet_key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +153,8 @@ class Nic:
         return cfg.vnet_key if cfg else None
 
     def is_managed(self, managed_tag: str) -> bool:
-        """Created by this project: `<managed_tag>=true` (tag names are case-insensitive)."""
-        low = managed_tag.lower()
-        return any(k.lower() == low and str(v).strip().lower() == "true"
-                   for k, v in self.tags.items())
+        """Created by this project: `<managed_tag>=true` (`arm_docs.tags_mark_managed`)."""
+        return tags_mark_managed(self.tags, managed_tag)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +165,7 @@ class Vm:
     location: str | None
     size: str | None
     os_type: str | None  # "Windows" | "Linux" | None
-    power_state: str | None  # "running", "deallocated", "stopped", ... or None
+    power_state: PowerState | None
     agent_ready: bool | None
     tags: Mapping[str, str]
     nic_keys: tuple[str, ...]  # primary NIC first, then ARM order
@@ -152,7 +173,7 @@ class Vm:
 
     @property
     def is_running(self) -> bool:
-        return self.power_state == "running"
+        return self.power_state == PowerState.RUNNING
 
     def tag(self, name: str) -> str | None:
         low = name.lower()
@@ -364,26 +385,6 @@ class Topology:
     unknowns_by_resource: Mapping[str, tuple[Unknown, ...]] = field(repr=False)
     ignored_resources: int = 0
 
-    # ----------------------------------------------------------------- construction
-    @classmethod
-    def from_documents(
-        cls, resources: Iterable[Any], skus: Iterable[Any] = (), health: Iterable[Any] = ()
-    ) -> Topology:
-        from shared.core.topology.build import _Builder  # imported here: it imports this module
-
-        with gc_paused():
-            return _Builder().build(resources, skus, health)
-
-    @classmethod
-    def from_snapshot(cls, doc: Mapping[str, Any]) -> Topology:
-        """A snapshot or scenario document: `{"resources", "skus", "health"}` (+ `emulator`)."""
-        if not isinstance(doc, dict):
-            raise ValueError("snapshot must be a JSON object")
-        resources = doc.get("resources")
-        if not isinstance(resources, list):
-            raise ValueError("snapshot needs a 'resources' list")
-        return cls.from_documents(resources, _list(doc.get("skus")), _list(doc.get("health")))
-
     # ----------------------------------------------------------------- lookups
     def vm(self, id_or_name: str) -> Vm | None:
         """By resource ID, or by name when exactly one VM has that name."""
@@ -422,6 +423,12 @@ class Topology:
         if vm is None:
             return ()
         return tuple(self.nics[k] for k in vm.nic_keys if k in self.nics)
+
+    def managed_nics(self, vm: Vm, managed_tag: str) -> tuple[Nic, ...]:
+        """The VM's NICs this project created (tagged `<managed_tag>=true`), never the primary."""
+        return tuple(self.nics[k] for k in vm.nic_keys
+                     if k != vm.primary_nic_key and k in self.nics
+                     and self.nics[k].is_managed(managed_tag))
 
     def vm_of_nic(self, nic_id: str) -> Vm | None:
         key = self.nic_vm.get(normalize(nic_id))

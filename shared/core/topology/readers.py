@@ -13,25 +13,25 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
+EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 # --------------------------------------------------------------------------- small readers
 
 
-def _dict(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, dict) else _EMPTY
+def as_dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else EMPTY
 
 
-def _list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _str(value: Any) -> str | None:
+def as_str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _bool(value: Any) -> bool | None:
+def as_bool(value: Any) -> bool | None:
     if value is True or value is False:
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
@@ -39,7 +39,7 @@ def _bool(value: Any) -> bool | None:
     return None
 
 
-def _int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -49,7 +49,7 @@ def _int(value: Any) -> int | None:
     return None
 
 
-def _ref(value: Any) -> str | None:
+def ref_id(value: Any) -> str | None:
     """`{"id": "..."}` -> the id text."""
     if type(value) is dict:
         rid = value.get("id")
@@ -63,7 +63,7 @@ _IPV4 = re.compile(
 )
 
 
-def _ip(value: Any) -> str | None:
+def as_ip(value: Any) -> str | None:
     """Canonical address text, or None. Dotted-quad IPv4 (the common case) skips `ipaddress`."""
     if not isinstance(value, str):
         return None
@@ -75,38 +75,22 @@ def _ip(value: Any) -> str | None:
         return None
 
 
-def _tags(value: Any) -> Mapping[str, str]:
+def as_tags(value: Any) -> Mapping[str, str]:
     if not isinstance(value, dict) or not value:
-        return _EMPTY
+        return EMPTY
     return MappingProxyType({str(k): str(v) for k, v in value.items()})
 
 
-def _vnet_of_subnet(subnet_key: str | None) -> str | None:
+def vnet_of_subnet(subnet_key: str | None) -> str | None:
     if subnet_key is None:
         return None
     head, sep, _ = subnet_key.rpartition("/subnets/")
     return head if sep else None
 
 
-def _parent_key(key: str, child_segment: str) -> str:
-    """`/.../networkinterfaces/n/ipconfigurations/c` with '/ipconfigurations/' -> NIC key."""
-    head, sep, _ = key.rpartition(child_segment)
-    return head if sep else key
+def name_or_last_segment(doc: Mapping[str, Any], rid: str) -> str:
+    return as_str(doc.get("name")) or rid.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _lb_key_of(key: str) -> str:
-    # .../providers/microsoft.network/loadbalancers/{name}/{childType}/{child}
-    parts = key.split("/")
-    try:
-        i = parts.index("loadbalancers")
-    except ValueError:
-        return key
-    return "/".join(parts[: i + 2])
-
-
-def _name(doc: Mapping[str, Any], rid: str) -> str:
-    return _str(doc.get("name")) or rid.rstrip("/").rsplit("/", 1)[-1]
-
-
-def _canonical(doc: Any) -> str:
+def canonical(doc: Any) -> str:
     return json.dumps(doc, sort_keys=True, default=str)

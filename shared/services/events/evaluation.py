@@ -14,6 +14,7 @@ from shared.core import arm_ids
 from shared.core.events import EventResult, ResourceEvent
 from shared.core.events.model import _op_id
 from shared.core.journal import RESULT_SKIPPED, RESULT_SUCCEEDED
+from shared.core.topology import build_topology
 from shared.services.events.scope import StateReader
 from shared.services.notify import outcome_field
 
@@ -30,7 +31,6 @@ class EventEvaluation:
                   result: EventResult) -> None:
         from shared.azure.discovery import discover_scope, discover_subscription
         from shared.core.risk import evaluate
-        from shared.core.topology import Topology
 
         self.stats["passes"] += len(vm_ids)
         settings = self.ctx.settings
@@ -44,7 +44,7 @@ class EventEvaluation:
         else:
             snapshot = discover_scope(self.ctx.clients, vm_ids=vm_ids, include_health=False)
             resources = snapshot["resources"]
-        topology = Topology.from_documents(resources)
+        topology = build_topology(resources)
         present = [v for v in vm_ids if topology.vm(v) is not None]
         for vm_id in sorted(set(vm_ids) - set(present)):
             self.stats["gone"] += 1

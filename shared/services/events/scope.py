@@ -13,7 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.core import arm_ids
-from shared.core.arm_docs import _lb_member_nics, _lb_of_pool, _nic_pool_ids, _nic_vm, is_managed
+from shared.core.arm_docs import (
+    is_managed,
+    lb_of_pool,
+    member_nics_of_lb,
+    pool_ids_of_nic,
+    vm_of_nic,
+)
 from shared.core.events import T_LB, T_NIC, T_VM, ResourceEvent, TransientEventError
 from shared.core.journal import OPEN_VERIFIED_ROUTE
 
@@ -130,21 +136,21 @@ class EventScope:
                 gone = "network interface no longer exists"
                 vms |= self._vms_for_missing_nic(ev, reader)
             else:
-                vm = _nic_vm(nic)
+                vm = vm_of_nic(nic)
                 if vm:
                     vms.add(vm)
                 elif is_managed(nic, self.ctx.settings.managed_tag):
                     vms |= self._vms_for_missing_nic(ev, reader)  # a detached managed NIC
-                for lb_id in {_lb_of_pool(p) for p in _nic_pool_ids(nic)} - {None}:
+                for lb_id in {lb_of_pool(p) for p in pool_ids_of_nic(nic)} - {None}:
                     lb = reader.get(lb_id)
-                    pools = [p for p in _nic_pool_ids(nic) if arm_ids.same(_lb_of_pool(p), lb_id)]
-                    vms |= self._vms_of_nics(_lb_member_nics(lb, pools), reader)
+                    pools = [p for p in pool_ids_of_nic(nic) if arm_ids.same(lb_of_pool(p), lb_id)]
+                    vms |= self._vms_of_nics(member_nics_of_lb(lb, pools), reader)
         elif ev.resource_type == T_LB:
             lb = None if ev.is_delete else reader.get(ev.resource_id)
             if lb is None:
                 gone = "load balancer no longer exists"
             else:
-                vms |= self._vms_of_nics(_lb_member_nics(lb), reader)
+                vms |= self._vms_of_nics(member_nics_of_lb(lb), reader)
             # VMs holding verified routes may have routes to this LB's (removed) frontends.
             vms |= self._verified_vms(ev.subscription_id)
         if gone and vms:
@@ -158,7 +164,7 @@ class EventScope:
             reader.bulk(arm_ids.parse(nic_ids[0]).subscription)
         out = set()
         for nic_id in nic_ids:
-            vm = _nic_vm(reader.get(nic_id))
+            vm = vm_of_nic(reader.get(nic_id))
             if vm:
                 out.add(vm)
         return out

@@ -17,7 +17,7 @@ from shared.core.arm_ids import normalize
 from shared.core.remediation import plan as planning
 from shared.core.remediation.outcome import REFUSED, UNCHANGED, Outcome
 from shared.core.remediation.plan import Plan
-from shared.core.topology import Topology
+from shared.core.topology import Topology, topology_from_snapshot
 from shared.services.context import ServiceContext
 
 FINDING_ID = re.compile(r"\Ahp-[0-9a-f]{20}\Z")
@@ -92,7 +92,7 @@ def _verified(ctx: ServiceContext) -> frozenset:
 
 def _observe(ctx: ServiceContext, subscription_id: str, *, with_verified: bool = True):
     snapshot = discover_subscription(ctx.clients(subscription_id))
-    topology = _assume_resumed(ctx, Topology.from_snapshot(snapshot))
+    topology = _assume_resumed(ctx, topology_from_snapshot(snapshot))
     evaluation = risk.evaluate(topology, ctx.settings,
                                _verified(ctx) if with_verified else ())
     return snapshot, topology, evaluation

@@ -59,6 +59,7 @@ from shared.core.journal import (
     Trigger,
 )
 from shared.core.sweep_summary import SweepSummary
+from shared.core.topology import topology_from_snapshot
 from shared.services.notify import outcome_field
 from shared.services.sweep.checkpoint import SweepCheckpoint
 from shared.services.sweep.reconcile import (
@@ -146,10 +147,9 @@ class Sweep(SweepCheckpoint, SweepReconcile):
         self._resume_interrupted(summary)
         # 2. discover + evaluate
         from shared.core.risk import evaluate
-        from shared.core.topology import Topology
 
         snapshot = self._discover()
-        topology = Topology.from_snapshot(snapshot)
+        topology = topology_from_snapshot(snapshot)
         journal = getattr(self.ctx, "journal", None)
         verified = journal.verified_routes() if journal is not None else frozenset()
         evaluation = evaluate(topology, self.ctx.settings, verified)

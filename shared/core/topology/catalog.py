@@ -1,0 +1,73 @@
+"""Pure: `Microsoft.Compute/skus` list items -> `Sku`, rule health responses -> `RuleHealth`
+(part of the topology build)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from shared.core.arm_ids import normalize
+from shared.core.topology.model import BackendHealth, RuleHealth, Sku, Unknowns
+from shared.core.topology.readers import as_bool, as_dict, as_int, as_list, as_str, canonical
+
+
+def read_skus(skus: Iterable[Any]) -> dict[str, Sku]:
+    """Lowercase VM size name -> Sku (NIC limit, accelerated networking, locations)."""
+    out: dict[str, Sku] = {}
+    for item in skus if skus is not None else ():
+        item = as_dict(item)
+        if (as_str(item.get("resourceType")) or "").lower() != "virtualmachines":
+            continue
+        name = as_str(item.get("name"))
+        if name is None:
+            continue
+        caps = {}
+        for cap in as_list(item.get("capabilities")):
+            cap = as_dict(cap)
+            if isinstance(cap.get("name"), str):
+                caps[cap["name"].lower()] = cap.get("value")
+        locations = tuple(sorted(str(x).lower() for x in as_list(item.get("locations"))))
+        sku = Sku(name, as_int(caps.get("maxnetworkinterfaces")),
+                  as_bool(caps.get("acceleratednetworkingenabled")), locations)
+        previous = out.get(name.lower())
+        if previous is None or (previous.max_nics is None and sku.max_nics is not None):
+            out[name.lower()] = sku
+        elif previous.max_nics is not None and sku.max_nics is not None:
+            # One entry per region: the capability is the same everywhere in practice; keep
+            # the smaller limit if two regions ever disagree (never over-promise).
+            out[name.lower()] = Sku(previous.name, min(previous.max_nics, sku.max_nics),
+                                    previous.accelerated_networking,
+                                    tuple(sorted(set(previous.locations) | set(locations))))
+    return out
+
+
+def read_health(health: Iterable[Any], unknowns: Unknowns) -> dict[str, RuleHealth]:
+    """Rule key -> RuleHealth, from `{"ruleId", "response"}` entries."""
+    entries: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    for index, entry in enumerate(health if health is not None else ()):
+        entry = as_dict(entry)
+        rule_id = as_str(entry.get("ruleId"))
+        response = entry.get("response")
+        if rule_id is None or not isinstance(response, dict):
+            unknowns.add(rule_id or f"health[{index}]", "health", "entry without ruleId/response")
+            continue
+        key = normalize(rule_id)
+        if key in entries:
+            # The same rule twice: keep one, chosen by content (input order must not matter).
+            unknowns.add(rule_id, "health", "health listed more than once; one copy kept")
+            if canonical(response) >= canonical(entries[key][1]):
+                continue
+        entries[key] = (rule_id, response)
+    return {key: _rule_health(key, response) for key, (_, response) in entries.items()}
+
+
+def _rule_health(key: str, response: Mapping[str, Any]) -> RuleHealth:
+    backends = []
+    for b in as_list(response.get("loadBalancerBackendAddresses")):
+        b = as_dict(b)
+        cfg = as_str(b.get("networkInterfaceIPConfigurationId"))
+        backends.append(BackendHealth(as_str(b.get("ipAddress")), normalize(cfg) if cfg else None,
+                                      as_str(b.get("state")), as_str(b.get("reason"))))
+    backends.sort(key=lambda b: (b.ip_config_key or "", b.ip or "", b.state or "", b.reason or ""))
+    return RuleHealth(key, as_int(response.get("up")), as_int(response.get("down")),
+                      tuple(backends))

@@ -1,0 +1,203 @@
+"""Pure: the closed vocabularies of the product, one enum each.
+
+They are `StrEnum`s: a member is its value (`Severity.HIGH == "high"`), so reports, journal
+entries and API bodies keep the same text, and a value read back from storage or JSON compares
+equal to its member.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "Mode", "Severity", "ACTIONABLE", "CallerEvidence", "PowerState", "TriggerKind",
+    "UNATTENDED", "Status", "Verdict", "StepKind", "JournalAction", "JournalResult",
+    "RecordKind", "DriftKind", "RemediationCall", "EventStatus",
+]
+
+
+class Mode(StrEnum):
+    """What the product may do (HAIRPIN_MODE)."""
+
+    AUDIT = "audit"  # never writes
+    PLAN = "plan"  # records plans, writes nothing to Azure
+    APPLY = "apply"  # may act, under the guard
+
+
+class Severity(StrEnum):
+    """How bad a finding is (docs/risk-model.md), worst first."""
+
+    HIGH = "high"  # a caller is known and the hairpin fails now
+    MEDIUM = "medium"  # a caller is known; it fails after a failover
+    INFO = "info"  # no known caller: a latent exposure
+
+    @property
+    def actionable(self) -> bool:
+        """Remediation covers it (and an audit exits 1)."""
+        return self in ACTIONABLE
+
+
+ACTIONABLE = frozenset({Severity.HIGH, Severity.MEDIUM})
+
+
+class CallerEvidence(StrEnum):
+    """Why a VM is expected to call a frontend it backs."""
+
+    DECLARED = "declared"  # settings or the VM's tag say so
+    INFERRED = "inferred"  # it backs two or more internal frontends (co-hosted services)
+    NONE = "none"
+
+
+class PowerState(StrEnum):
+    """A VM's power state as ARM reports it (`PowerState/<code>`)."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"  # stopped but still allocated: NICs cannot change
+    DEALLOCATING = "deallocating"
+    DEALLOCATED = "deallocated"
+    UNKNOWN = "unknown"
+    # Not an ARM power state: the VM does not exist (any more).
+    DELETED = "deleted"
+
+    @classmethod
+    def from_code(cls, code: object) -> PowerState | None:
+        """`PowerState/running` (or `running`) -> RUNNING; None for anything else."""
+        if not isinstance(code, str):
+            return None
+        text = code.split("/", 1)[1] if code.lower().startswith("powerstate/") else code
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            return None
+
+    @property
+    def is_down(self) -> bool:
+        """Deallocated or stopped: running nothing."""
+        return self in (PowerState.DEALLOCATED, PowerState.STOPPED)
+
+
+class TriggerKind(StrEnum):
+    """Which entry point caused a run."""
+
+    CLI = "cli"
+    HTTP = "http"
+    TIMER = "timer"
+    EVENT = "event"
+    SWEEP = "sweep"
+
+    @property
+    def unattended(self) -> bool:
+        """No person asked for this run: the guard wants opt-in tags and windows."""
+        return self in UNATTENDED
+
+
+UNATTENDED = frozenset({TriggerKind.EVENT, TriggerKind.TIMER, TriggerKind.SWEEP})
+
+
+class Status(StrEnum):
+    """How a remediation run ended (`Outcome.status`, `VmOutcome.status`)."""
+
+    APPLIED = "applied"  # something changed (and was verified)
+    UNCHANGED = "unchanged"  # nothing needed changing
+    PENDING = "pending"  # waits: an approval, a window, a busy lock, the budget
+    REFUSED = "refused"  # the guard or a safety check said no
+    FAILED = "failed"  # a step failed; the journal says which
+
+    @property
+    def done(self) -> bool:
+        return self in (Status.APPLIED, Status.UNCHANGED)
+
+
+class Verdict(StrEnum):
+    """The guard's decision on a plan."""
+
+    RUN = "run"
+    PENDING = "pending"
+    REFUSED = "refused"
+
+
+class StepKind(StrEnum):
+    """The steps of a plan (and the journal actions of those steps)."""
+
+    ENSURE_NIC = "ensure-nic"
+    DEALLOCATE = "deallocate"
+    ATTACH = "attach-nic"
+    START = "start"
+    ROUTES = "guest-routes"
+    VERIFY = "verify"
+    RECORD = "record"
+    # rollback
+    CLEANUP_ROUTES = "cleanup-routes"
+    DETACH = "detach-nic"
+    DELETE_NIC = "delete-nic"
+
+
+class JournalAction(StrEnum):
+    """Journal actions that are not plan steps."""
+
+    PLAN = "plan"  # a plan recorded as pending or refused
+    APPLY = "apply"  # a VM's run refused, stopped or failed
+    GUEST = "guest"  # the guest could not run a command now
+    ROLLBACK = "rollback"
+    EVENT = "event"
+    EVENT_REJECTED = "event-rejected"
+    SWEEP = "sweep"
+    FIX_OPERATION = "fix-operation"  # status of an apply queued by the fix API
+
+
+class JournalResult(StrEnum):
+    STARTED = "started"  # written before an action: a crash after it leaves evidence
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    PENDING = "pending"  # plan recorded, waiting for a window or an approval
+    REFUSED = "refused"  # the guard said no
+
+
+class RecordKind(StrEnum):
+    """Kinds of open records: standing facts in the journal's state table."""
+
+    DEALLOCATED = "deallocated"  # deallocated by us, not started again yet
+    VERIFIED_ROUTE = "verified-route"  # key = frontend IP: route pushed and verified
+    EVENT = "event"  # an event id seen (duplicates)
+    EVENT_PASS = "event-eval"  # an evaluation pass of a VM (bursts)
+    EVENT_SUBJECT = "event-subject"  # subject -> VMs as resolved at a time
+    FINDING_NOTIFIED = "finding-notified"  # "finding opened" was published
+
+
+class DriftKind(StrEnum):
+    """What a sweep or an event found out of line with the fix (summary keys)."""
+
+    NEW_FINDING = "new_finding"
+    NEW_VIP = "route_missing_for_new_frontend"
+    NIC_MISSING = "managed_nic_missing"  # detached or deleted
+    NIC_DETACHED = "managed_nic_detached"
+    NIC_IN_POOL = "managed_nic_in_pool"
+    GUEST_ROUTES = "guest_routes_missing"
+    GUEST_RESTARTED = "guest_restarted"  # started/restarted/redeployed: routes unverified
+    STALE = "stale_routes"
+    LEFT_DEALLOCATED = "left_deallocated"
+    VM_GONE = "vm_gone"
+
+
+class RemediationCall(StrEnum):
+    """The one remediation call that reconciles a VM's drift."""
+
+    APPLY = "apply"
+    ENSURE_GUEST_ROUTES = "ensure_guest_routes"
+    VERIFY = "verify"
+
+
+class EventStatus(StrEnum):
+    """What happened to one event."""
+
+    REJECTED = "rejected"  # malformed: acknowledged, never retried
+    IGNORED = "ignored"  # not ours to handle
+    DUPLICATE = "duplicate"
+    IN_PROGRESS = "in-progress"  # another instance is handling it
+    COALESCED = "coalesced"  # a pass that read state after the change covers it
+    EVALUATED = "evaluated"
+    GONE = "gone"  # its subject no longer exists
+    FAILED = "failed"  # permanently: journalled and acknowledged
