@@ -10,9 +10,9 @@ whose pool holds one of the VM's IP configurations; `ports` lists them all. The 
 hash of the VM's and the frontend's normalised IDs, so it survives rule and port changes and
 the same estate always yields the same IDs.
 
-Layout: this module is the evaluation (membership, likelihood, callers, evidence, ordering);
-the result types are `shared.core.risk.model`, remediation feasibility `shared.core.risk.feasibility`, and the
-sentences `shared.core.risk.text`. Their public names are re-exported here.
+This module is the evaluation (membership, callers, evidence, severity, ordering); the parts it
+composes are `likelihood` (per-rule odds), `callers` (declared targets), `feasibility` (can the
+fix be applied) and `text` (the sentences).
 """
 
 from __future__ import annotations
@@ -23,45 +23,27 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from shared.core import ipam
 from shared.core.arm_ids import normalize
-from shared.core.risk.feasibility import _Feasibility, secondary_nic_name
+from shared.core.risk.callers import DeclaredCallers
+from shared.core.risk.feasibility import Feasibility
+from shared.core.risk.likelihood import RuleViews
 from shared.core.risk.model import (
-    NOT_AFFECTED_REASONS,
     SEVERITIES,
     Evaluation,
     Finding,
-    Issue,
     NotAffected,
     Port,
-    Remediation,
-    _finding_id_from_keys,
-    finding_id,
+    RuleOdds,
+    finding_id_from_keys,
 )
-from shared.core.risk.text import _ports_text, likelihood_sentence, reason_sentence
-from shared.core.topology import LbRule, PoolMember, Topology, Unknown, Vm, gc_paused
-from shared.settings import CallTarget, Settings, parse_call_targets
+from shared.core.risk.text import likelihood_sentence, ports_text, reason_sentence
+from shared.core.topology import Frontend, LbRule, Topology, Unknown, Vm, gc_paused
+from shared.core.vocab import CallerEvidence, Severity
+from shared.settings import Settings
 
-__all__ = [
-    "SEVERITIES",
-    "NOT_AFFECTED_REASONS",
-    "Port",
-    "Issue",
-    "Remediation",
-    "Finding",
-    "NotAffected",
-    "Evaluation",
-    "evaluate",
-    "finding_id",
-    "secondary_nic_name",
-]
+__all__ = ["evaluate", "severity_of"]
 
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
-
-
-# --------------------------------------------------------------------------- helpers
-
-
 _IP_SORT_CACHE: dict[str, tuple] = {}
 
 
@@ -81,40 +63,40 @@ def _ip_sort(ip: str | None) -> tuple:
     return key
 
 
-# --------------------------------------------------------------------------- evaluation
+def severity_of(caller: CallerEvidence, likelihood: float) -> Severity:
+    """The severity rule (docs/risk-model.md): without a known caller nothing fails today
+    (`info`); with one, `high` when some of its own connections are mapped back to it now,
+    `medium` when that happens only after a failover."""
+    if caller == CallerEvidence.NONE:
+        return Severity.INFO
+    return Severity.HIGH if likelihood > 0 else Severity.MEDIUM
 
 
-@dataclass(slots=True)
-class _RuleOdds:
-    rule: LbRule
-    likelihood: float
-    health_read: bool
-    healthy: list[str]  # "name ip" of healthy members (when read)
-    self_state: str | None
-    members: int
-    self_members: int
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """One VM behind one internal frontend: what a finding is made from."""
+
+    vm: Vm
+    frontend: Frontend
+    active: list[LbRule]  # the rules without Floating IP
+    floating: list[LbRule]  # Floating IP rules: excluded (the guest owns the VIP)
+    pairs: list[tuple[LbRule, str]]  # (rule, ipConfiguration key) reaching the VM
+    own: set[str]  # the VM's ipConfiguration keys
+    co_hosted: list[tuple]  # (sort key, frontend key, label) of the internal frontends it backs
 
 
-class _Evaluator(_Feasibility):
-    def __init__(
-        self, topology: Topology, settings: Settings, verified: Iterable[tuple[str, str]]
-    ) -> None:
+class Evaluator:
+    def __init__(self, topology: Topology, settings: Settings,
+                 verified: Iterable[tuple[str, str]]) -> None:
         self.t = topology
         self.s = settings
         self.verified = {(normalize(vm), str(ip)) for vm, ip in verified}
-        self._used_ips: dict[str, set] | None = None
-        self._allocators: dict[str, ipam.AddressAllocator] = {}
-        self._vm_remediation: dict[str, tuple] = {}
-        self._declared: dict[str, tuple[tuple[tuple[str, CallTarget], ...], tuple[str, ...]]] = {}
-        self._rule_views: dict[str, tuple] = {}
-        self._remediations: dict[tuple[str, bool], Remediation] = {}
-        self._gateways: dict[str, str | None] = {}
-        self._full_subnets: dict[str, Issue] = {}
         self._member_keys: dict[str, set[str]] = {}
-        self._member_vms: dict[str, list[tuple[PoolMember, Vm | None]]] = {}
-        self._parsed_tags: dict[str, tuple[tuple[CallTarget, ...], str | None]] = {}
         self._ports: dict[str, Port] = {}
         self._port_texts: dict[str, str] = {}
+        self.feasibility = Feasibility(topology, settings, self.vm_member_keys)
+        self.rule_views = RuleViews(topology, self._member_label)
+        self.callers = DeclaredCallers(settings)
 
     # ----------------------------------------------------------------- membership
     def exposures(self) -> dict[tuple[str, str], list[tuple[LbRule, str]]]:
@@ -149,7 +131,6 @@ class _Evaluator(_Feasibility):
             self._member_keys[vm.key] = keys
         return keys
 
-    # ----------------------------------------------------------------- likelihood
     def _member_label(self, ck: str | None, ip: object) -> str:
         if ck is not None:
             cfg = self.t.ip_configs.get(ck)
@@ -159,309 +140,178 @@ class _Evaluator(_Feasibility):
                 return f"{vm.name} {ip}" if ip is not None else vm.name
         return ip if ip is not None else "unknown member"
 
-    def _rule_view(self, rule: LbRule) -> tuple:
-        """Per-rule facts shared by every VM in its pool (cached): members, health states."""
-        cached = self._rule_views.get(rule.key)
-        if cached is not None:
-            return cached
+    def _co_hosted(self, exposures) -> dict[str, list[tuple]]:
+        """Internal frontends each VM backs (co-hosted services behind VIPs: inferred callers),
+        as (sort key, frontend key, label), sorted once: reused by every finding of the VM."""
         t = self.t
-        seen: dict[tuple, Any] = {}
-        for pk in rule.pool_keys:
-            for m in t.pool_members.get(pk, ()):
-                seen.setdefault((m.ip_config_key or "", m.ip or ""), m)
-        members = [seen[k] for k in sorted(seen)]
-        health = t.health.get(rule.key)
-        states = None
-        healthy: list = []
-        labels: list[str] = []
-        if health is not None:
-            states = [health.state_of(m.ip_config_key, m.ip) for m in members]
-            if all(state is None for state in states):
-                states = None  # the response covers none of the members: treat as unread
-            else:
-                healthy = [
-                    m
-                    for m, state in zip(members, states, strict=True)
-                    if (state or "").lower() == "up"
-                ]
-                labels = [self._member_label(m.ip_config_key, m.ip) for m in healthy]
-        view = (members, states, healthy, labels)
-        self._rule_views[rule.key] = view
-        return view
-
-    def rule_odds(self, rule: LbRule, own: set[str]) -> _RuleOdds:
-        members, states, healthy, labels = self._rule_view(rule)
-        self_count = sum(1 for m in members if m.ip_config_key in own)
-        if states is not None:
-            self_healthy = sum(1 for m in healthy if m.ip_config_key in own)
-            p = self_healthy / len(healthy) if healthy else 0.0
-            self_state = None
-            for m, state in zip(members, states, strict=True):
-                if m.ip_config_key in own and (self_state is None or state == "Up"):
-                    self_state = state
-            return _RuleOdds(rule, p, True, labels, self_state, len(members), self_count)
-        p = self_count / len(members) if members else 0.0
-        return _RuleOdds(rule, p, False, [], None, len(members), self_count)
-
-    # ----------------------------------------------------------------- callers
-    def declared_targets(
-        self, vm: Vm
-    ) -> tuple[tuple[tuple[str, CallTarget], ...], tuple[str, ...]]:
-        cached = self._declared.get(vm.key)
-        if cached is not None:
-            return cached
-        targets: list[tuple[str, CallTarget]] = []
-        errors: list[str] = []
-        tag_value = vm.tag(self.s.declared_callers_tag)
-        if tag_value is not None:
-            parsed, error = self._tag_targets(tag_value)
-            targets += [("tag", t) for t in parsed]
-            if error is not None:
-                errors.append(f"tag {self.s.declared_callers_tag} could not be read: {error}")
-        if self.s.declared_callers:  # usually empty: skip normalising every VM's ID
-            targets += [("settings", t) for t in self.s.callers_declared_for(vm.id, vm.name)]
-        result = (tuple(targets), tuple(errors))
-        self._declared[vm.key] = result
-        return result
-
-    def _tag_targets(self, tag_value: str) -> tuple[tuple[CallTarget, ...], str | None]:
-        """Parsed tag value or the parse error, cached: estates repeat the same few values."""
-        cached = self._parsed_tags.get(tag_value)
-        if cached is None:
-            try:
-                cached = (parse_call_targets(tag_value), None)
-            except ValueError as exc:
-                cached = ((), str(exc))
-            self._parsed_tags[tag_value] = cached
-        return cached
+        out: dict[str, list[tuple]] = {}
+        for vm_key, fk in exposures:
+            f = t.frontends[fk]
+            if f.is_internal:
+                out.setdefault(vm_key, []).append(
+                    (_ip_sort(f.private_ip), fk, f.private_ip if f.private_ip is not None
+                     else f.name))
+        for rows in out.values():
+            rows.sort()
+        return out
 
     # ----------------------------------------------------------------- run
     def run(self) -> Evaluation:
         t = self.t
         exposures = self.exposures()
-        # Internal frontends each VM backs (co-hosted services behind VIPs: inferred callers).
-        vm_internal: dict[str, list[str]] = {}
-        for vm_key, fk in exposures:
-            if t.frontends[fk].is_internal:
-                vm_internal.setdefault(vm_key, []).append(fk)
-        # (sort key, frontend key, label) per VM, sorted once: reused by every finding of the VM.
-        co_hosted: dict[str, list[tuple]] = {}
-        for vm_key, fks in vm_internal.items():
-            rows = []
-            for fk in fks:
-                f = t.frontends[fk]
-                rows.append(
-                    (
-                        _ip_sort(f.private_ip),
-                        fk,
-                        f.private_ip if f.private_ip is not None else f.name,
-                    )
-                )
-            rows.sort()
-            co_hosted[vm_key] = rows
-
+        co_hosted = self._co_hosted(exposures)
         findings: list[tuple[tuple, Finding]] = []
         not_affected: list[tuple[tuple, NotAffected]] = []
         names: dict[str, str] = {}
         # Sorted so candidate IPs are handed out in a stable order.
         for vm_key, fk in sorted(exposures):
-            vm = t.vms[vm_key]
-            fe = t.frontends[fk]
-            fe_ip = fe.private_ip
-            pairs = exposures[(vm_key, fk)]
+            vm, fe = t.vms[vm_key], t.frontends[fk]
             name = names.get(vm_key)
             if name is None:
                 name = names[vm_key] = vm.name.lower()
-            order = (name, vm_key, _ip_sort(fe_ip), fk)
-            if fe.is_public or not fe.is_internal:
-                not_affected.append(
-                    (
-                        ("public_frontend", *order),
-                        NotAffected(vm.id, vm.name, fe.id, fe_ip, "public_frontend"),
-                    )
-                )
+            order = (name, vm_key, _ip_sort(fe.private_ip), fk)
+            pairs = exposures[(vm_key, fk)]
+            reason, exposure = self._classify(vm, fe, pairs, co_hosted.get(vm_key, []))
+            if reason is not None:
+                not_affected.append(((reason, *order), NotAffected(
+                    vm.id, vm.name, fe.id, fe.private_ip, reason)))
                 continue
-            rules = {r.key: r for r, _ in pairs}
-            keys = sorted(rules) if len(rules) > 1 else list(rules)
-            active = [rules[k] for k in keys if not rules[k].floating_ip]
-            floating = [rules[k] for k in keys if rules[k].floating_ip]
-            if not active:
-                not_affected.append(
-                    (
-                        ("floating_ip", *order),
-                        NotAffected(vm.id, vm.name, fe.id, fe_ip, "floating_ip"),
-                    )
-                )
-                continue
-            if (vm_key, fe_ip) in self.verified and self._has_managed_nic(vm):
-                not_affected.append(
-                    (
-                        ("fixed_and_verified", *order),
-                        NotAffected(vm.id, vm.name, fe.id, fe_ip, "fixed_and_verified"),
-                    )
-                )
-                continue
-            own = self.vm_member_keys(vm)
-            finding = self.finding(
-                vm, fe, fe_ip, active, floating, pairs, own, co_hosted.get(vm_key, [])
-            )
+            finding = self.finding(exposure)
             findings.append(((_SEVERITY_RANK[finding.severity], *order), finding))
         findings.sort(key=itemgetter(0))
         not_affected.sort(key=itemgetter(0))
         ordered = tuple(f for _, f in findings)
-        return Evaluation(
-            ordered, tuple(n for _, n in not_affected), t.unknowns, {f.id: f for f in ordered}
-        )
+        return Evaluation(ordered, tuple(n for _, n in not_affected), t.unknowns,
+                          {f.id: f for f in ordered})
 
-    def _has_managed_nic(self, vm: Vm) -> bool:
-        return any(
-            k != vm.primary_nic_key
-            and k in self.t.nics
-            and self.t.nics[k].is_managed(self.s.managed_tag)
-            for k in vm.nic_keys
-        )
+    def _classify(self, vm: Vm, fe: Frontend, pairs: list[tuple[LbRule, str]],
+                  co_hosted: list[tuple]) -> tuple[str | None, Exposure | None]:
+        """(why it is not affected, None) or (None, the exposure a finding is made of)."""
+        if fe.is_public or not fe.is_internal:
+            return "public_frontend", None
+        rules = {r.key: r for r, _ in pairs}
+        keys = sorted(rules) if len(rules) > 1 else list(rules)
+        active = [rules[k] for k in keys if not rules[k].floating_ip]
+        floating = [rules[k] for k in keys if rules[k].floating_ip]
+        if not active:
+            return "floating_ip", None
+        if (vm.key, fe.private_ip) in self.verified and self.t.managed_nics(
+                vm, self.s.managed_tag):
+            return "fixed_and_verified", None
+        return None, Exposure(vm, fe, active, floating, pairs, self.vm_member_keys(vm),
+                              co_hosted)
 
-    def finding(self, vm, fe, fe_ip, active, floating, pairs, own, co_hosted) -> Finding:
+    # ----------------------------------------------------------------- one finding
+    def finding(self, x: Exposure) -> Finding:
         t = self.t
+        vm, fe = x.vm, x.frontend
         lb = t.load_balancers.get(fe.lb_key)
-        ports = [self._port(r) for r in active]
-        if len(ports) > 1:
-            ports.sort(
-                key=lambda p: (
-                    p.frontend_port if p.frontend_port is not None else -1,
-                    p.backend_port if p.backend_port is not None else -1,
-                    p.protocol or "",
-                    p.rule_id.lower(),
-                )
-            )
-        ports = tuple(ports)
-
-        odds = [self.rule_odds(r, own) for r in active]
-        worst = (
-            odds[0]
-            if len(odds) == 1
-            else max(odds, key=lambda o: (o.likelihood, o.health_read, o.rule.key))
-        )
+        ports = self._ports_of(x.active)
+        odds = [self.rule_views.odds(r, x.own) for r in x.active]
+        worst = odds[0] if len(odds) == 1 else max(
+            odds, key=lambda o: (o.likelihood, o.health_read, o.rule.key))
         likelihood = round(worst.likelihood, 4)
-        health_read = all(o.health_read for o in odds)
+        caller, matching, tag_errors, other_ips = self._caller(x, ports)
+        severity = severity_of(caller, likelihood)
+        port_text = self._port_texts[ports[0].rule_id] if len(ports) == 1 else ports_text(ports)
+        vm_ip = self._vm_ip(vm)
+        return Finding(
+            id=finding_id_from_keys(vm.key, fe.key),
+            vm_id=vm.id,
+            vm_name=vm.name,
+            frontend_ip=fe.private_ip,
+            frontend_id=fe.id,
+            frontend_name=fe.name,
+            lb_id=lb.id if lb else fe.lb_key,
+            lb_name=lb.name if lb else fe.lb_key.rsplit("/", 1)[-1],
+            rule_ids=tuple(r.id for r in x.active),
+            ports=ports,
+            severity=severity,
+            likelihood=likelihood,
+            likelihood_text=likelihood_sentence(vm, fe.private_ip, worst, len(odds), port_text),
+            caller=caller,
+            evidence=self._evidence(x, caller, matching, tag_errors, odds),
+            reason=reason_sentence(vm, vm_ip, fe.private_ip, lb.name if lb else "?", port_text,
+                                   severity, worst, caller, matching, other_ips),
+            remediation=self.feasibility.remediation(vm, ports),
+            unknowns=self._unknowns(x),
+        )
 
-        # Caller evidence: declared beats inferred beats none.
-        declared, tag_errors = self.declared_targets(vm)
+    def _ports_of(self, rules: list[LbRule]) -> tuple[Port, ...]:
+        ports = [self._port(r) for r in rules]
+        if len(ports) > 1:
+            ports.sort(key=lambda p: (
+                p.frontend_port if p.frontend_port is not None else -1,
+                p.backend_port if p.backend_port is not None else -1,
+                p.protocol or "", p.rule_id.lower()))
+        return tuple(ports)
+
+    def _caller(self, x: Exposure, ports: tuple[Port, ...]):
+        """Caller evidence: declared beats inferred beats none. Returns (caller, matching
+        declarations, tag read errors, the other VIPs named by an inferred caller's reason)."""
+        declared, tag_errors = self.callers.of(x.vm)
+        fe_ip = x.frontend.private_ip
         matching = []
         if declared:
             frontend_ports = tuple(p.frontend_port for p in ports if p.frontend_port is not None)
             matching = [(src, tgt) for src, tgt in declared if tgt.matches(fe_ip, frontend_ports)]
         if matching:
-            caller = "declared"
-        elif len(co_hosted) >= 2:
-            caller = "inferred"
+            caller = CallerEvidence.DECLARED
+        elif len(x.co_hosted) >= 2:
+            caller = CallerEvidence.INFERRED
         else:
-            caller = "none"
-        # Only the reason of an inferred caller names the VM's other VIPs.
-        other_ips = (
-            [label for _, fk, label in co_hosted if fk != fe.key] if caller == "inferred" else []
-        )
+            caller = CallerEvidence.NONE
+        other_ips = ([label for _, fk, label in x.co_hosted if fk != x.frontend.key]
+                     if caller == CallerEvidence.INFERRED else [])
+        return caller, matching, tag_errors, other_ips
 
-        if caller == "none":
-            severity = "info"
-        elif likelihood > 0:
-            severity = "high"
-        else:
-            severity = "medium"
-
-        cfg_by_key = t.ip_configs
-        config_pools = t.ip_config_pools
-        member_rows = [
-            (r.key, pk, ck, r)
-            for r, ck in pairs
-            if not r.floating_ip
-            for pk in r.pool_keys
-            if pk in config_pools.get(ck, ())
-        ]
-        if len(member_rows) > 1:
-            member_rows.sort(key=lambda row: row[:3])
-        membership = []
-        for _, pk, ck, r in member_rows:
-            cfg = cfg_by_key.get(ck)
-            pool = t.pools.get(pk)
-            membership.append(
-                {
-                    "ip_config_id": cfg.id if cfg else ck,
-                    "private_ip": cfg.private_ip if cfg else None,
-                    "pool_id": pool.id if pool else pk,
-                    "rule_id": r.id,
-                }
-            )
+    def _evidence(self, x: Exposure, caller: CallerEvidence, matching, tag_errors,
+                  odds: list[RuleOdds]) -> dict[str, Any]:
         evidence: dict[str, Any] = {
             "caller": caller,
             "declared": [{"source": src, "target": str(tgt)} for src, tgt in matching],
-            "co_hosted_frontends": [label for _, _, label in co_hosted],
-            "membership": membership,
+            "co_hosted_frontends": [label for _, _, label in x.co_hosted],
+            "membership": self._membership(x.pairs),
             "health": {
-                "read": health_read,
-                "rules": [
-                    {
-                        "rule_id": o.rule.id,
-                        "read": o.health_read,
-                        "likelihood": round(o.likelihood, 4),
-                        "healthy": o.healthy,
-                        "self_state": o.self_state,
-                        "pool_members": o.members,
-                        "self_members": o.self_members,
-                    }
-                    for o in odds
-                ],
+                "read": all(o.health_read for o in odds),
+                "rules": [{"rule_id": o.rule.id, "read": o.health_read,
+                           "likelihood": round(o.likelihood, 4), "healthy": o.healthy,
+                           "self_state": o.self_state, "pool_members": o.members,
+                           "self_members": o.self_members} for o in odds],
             },
-            "power_state": vm.power_state,
+            "power_state": x.vm.power_state,
         }
-        if floating:
-            evidence["floating_ip_rules_excluded"] = [r.id for r in floating]
+        if x.floating:
+            evidence["floating_ip_rules_excluded"] = [r.id for r in x.floating]
         if tag_errors:
             evidence["declaration_errors"] = list(tag_errors)
+        return evidence
 
-        vm_ip = self._vm_ip(vm)
-        ports_text = self._port_texts[ports[0].rule_id] if len(ports) == 1 else _ports_text(ports)
-        likelihood_text = likelihood_sentence(vm, fe_ip, worst, len(odds), ports_text)
-        reason = reason_sentence(
-            vm,
-            vm_ip,
-            fe_ip,
-            lb.name if lb else "?",
-            ports_text,
-            severity,
-            worst,
-            caller,
-            matching,
-            other_ips,
-        )
-        remediation = self.remediation(vm, ports)
-        unknowns: tuple[Unknown, ...] = ()
-        by_resource = t.unknowns_by_resource
-        if by_resource:
-            found: list[Unknown] = []
-            for key in (vm.key, fe.key, fe.lb_key, *vm.nic_keys, *(r.key for r in active)):
-                found.extend(by_resource.get(key, ()))
-            unknowns = tuple(found)
-        return Finding(
-            id=_finding_id_from_keys(vm.key, fe.key),
-            vm_id=vm.id,
-            vm_name=vm.name,
-            frontend_ip=fe_ip,
-            frontend_id=fe.id,
-            frontend_name=fe.name,
-            lb_id=lb.id if lb else fe.lb_key,
-            lb_name=lb.name if lb else fe.lb_key.rsplit("/", 1)[-1],
-            rule_ids=tuple(r.id for r in active),
-            ports=ports,
-            severity=severity,
-            likelihood=likelihood,
-            likelihood_text=likelihood_text,
-            caller=caller,
-            evidence=evidence,
-            reason=reason,
-            remediation=remediation,
-            unknowns=unknowns,
-        )
+    def _membership(self, pairs: list[tuple[LbRule, str]]) -> list[dict[str, Any]]:
+        t = self.t
+        config_pools = t.ip_config_pools
+        rows = [(r.key, pk, ck, r) for r, ck in pairs if not r.floating_ip
+                for pk in r.pool_keys if pk in config_pools.get(ck, ())]
+        if len(rows) > 1:
+            rows.sort(key=lambda row: row[:3])
+        out = []
+        for _, pk, ck, r in rows:
+            cfg = t.ip_configs.get(ck)
+            pool = t.pools.get(pk)
+            out.append({"ip_config_id": cfg.id if cfg else ck,
+                        "private_ip": cfg.private_ip if cfg else None,
+                        "pool_id": pool.id if pool else pk, "rule_id": r.id})
+        return out
+
+    def _unknowns(self, x: Exposure) -> tuple[Unknown, ...]:
+        by_resource = self.t.unknowns_by_resource
+        if not by_resource:
+            return ()
+        found: list[Unknown] = []
+        for key in (x.vm.key, x.frontend.key, x.frontend.lb_key, *x.vm.nic_keys,
+                    *(r.key for r in x.active)):
+            found.extend(by_resource.get(key, ()))
+        return tuple(found)
 
     def _port(self, rule: LbRule) -> Port:
         """One immutable Port per rule, shared by every finding of that rule (cached)."""
@@ -478,13 +328,12 @@ class _Evaluator(_Feasibility):
         return cfg.private_ip if cfg else None
 
 
-def evaluate(
-    topology: Topology, settings: Settings | None = None, verified: Iterable[tuple[str, str]] = ()
-) -> Evaluation:
+def evaluate(topology: Topology, settings: Settings | None = None,
+             verified: Iterable[tuple[str, str]] = ()) -> Evaluation:
     """Findings for every (VM, internal frontend) where the VM is a backend of that frontend.
 
     `verified`: (vm_id, frontend_ip) pairs the journal records as fixed through a managed
     secondary NIC with a verified route; those are not affected while the NIC is attached.
     """
     with gc_paused():
-        return _Evaluator(topology, settings or Settings(), verified).run()
+        return Evaluator(topology, settings or Settings(), verified).run()

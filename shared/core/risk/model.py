@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.core.arm_ids import normalize
-from shared.core.topology import Unknown
+from shared.core.topology import LbRule, Unknown
+from shared.core.vocab import ACTIONABLE, CallerEvidence, Severity
 
 __all__ = [
     "SEVERITIES",
+    "RuleOdds",
+    "finding_id_from_keys",
     "NOT_AFFECTED_REASONS",
     "Port",
     "Issue",
@@ -27,7 +30,7 @@ __all__ = [
     "finding_id",
 ]
 
-SEVERITIES = ("high", "medium", "info")
+SEVERITIES: tuple[Severity, ...] = tuple(Severity)
 NOT_AFFECTED_REASONS = {
     "floating_ip": "every rule from this frontend to the VM uses Floating IP (DSR): the guest "
     "owns the VIP and answers the hairpin locally",
@@ -67,6 +70,19 @@ class Port:
         if self.frontend_port == self.backend_port:
             return f"{proto} {self.frontend_port}"
         return f"{proto} {self.frontend_port}->{self.backend_port}"
+
+
+@dataclass(frozen=True, slots=True)
+class RuleOdds:
+    """How likely one VM's own connections through one rule come back to itself."""
+
+    rule: LbRule
+    likelihood: float
+    health_read: bool
+    healthy: list[str]  # "name ip" of healthy members (when read)
+    self_state: str | None
+    members: int
+    self_members: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +138,10 @@ class Finding:
     lb_name: str
     rule_ids: tuple[str, ...]
     ports: tuple[Port, ...]
-    severity: str
+    severity: Severity
     likelihood: float
     likelihood_text: str
-    caller: str  # "declared" | "inferred" | "none"
+    caller: CallerEvidence
     evidence: Mapping[str, Any]
     reason: str
     remediation: Remediation
@@ -201,7 +217,7 @@ class Evaluation:
     @property
     def has_actionable(self) -> bool:
         """Any `high` or `medium` finding (the audit's exit status 1)."""
-        return any(f.severity in ("high", "medium") for f in self.findings)
+        return any(f.severity in ACTIONABLE for f in self.findings)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -209,10 +225,11 @@ class Evaluation:
 
 def finding_id(vm_id: str, frontend_id: str) -> str:
     """Stable, lowercase: the same VM and frontend always give the same ID."""
-    return _finding_id_from_keys(normalize(vm_id), normalize(frontend_id))
+    return finding_id_from_keys(normalize(vm_id), normalize(frontend_id))
 
 
-def _finding_id_from_keys(vm_key: str, frontend_key: str) -> str:
+def finding_id_from_keys(vm_key: str, frontend_key: str) -> str:
+    """`finding_id` of already normalised IDs (the evaluation has them at hand)."""
     digest = hashlib.sha256(f"{vm_key}|{frontend_key}".encode()).hexdigest()
     return f"hp-{digest[:20]}"
 

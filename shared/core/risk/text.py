@@ -1,32 +1,30 @@
 """Pure: the sentences of a finding: its `likelihood_text` and its `reason`.
 
-Built by `shared.core.risk.evaluate` from the facts it established (the worst rule's odds, the caller
-evidence, the severity); nothing here decides anything.
+Built by the evaluation (`shared.core.risk.evaluate`) from the facts it established (the worst
+rule's odds, the caller evidence, the severity); nothing here decides anything.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
-from shared.core.risk.model import Port
+from shared.core.risk.model import Port, RuleOdds
 from shared.core.topology import Vm
+from shared.core.vocab import CallerEvidence, Severity
 
-if TYPE_CHECKING:
-    from shared.core.risk.evaluate import _RuleOdds
-
-__all__ = ["likelihood_sentence", "reason_sentence"]
+__all__ = ["likelihood_sentence", "ports_text", "reason_sentence"]
 
 
 def _pct(p: float) -> str:
     return f"{round(p * 100)}%"
 
 
-def _ports_text(ports: Iterable[Port]) -> str:
+def ports_text(ports: Iterable[Port]) -> str:
+    """`TCP 1972, TCP 1972->1973`: each port text once, in order."""
     return ", ".join(dict.fromkeys(p.text() for p in ports))
 
 
-def likelihood_sentence(vm: Vm, fe_ip, worst: _RuleOdds, n_rules: int, ports_text) -> str:
+def likelihood_sentence(vm: Vm, fe_ip, worst: RuleOdds, n_rules: int, port_text) -> str:
     vip = fe_ip or "the frontend"
     rule_name = worst.rule.name
     several = f" (highest of {n_rules} rules)" if n_rules > 1 else ""
@@ -60,15 +58,15 @@ def likelihood_sentence(vm: Vm, fe_ip, worst: _RuleOdds, n_rules: int, ports_tex
 
 
 def reason_sentence(
-    vm, vm_ip, fe_ip, lb_name, ports_text, severity, worst, caller, matching, other_ips
+    vm, vm_ip, fe_ip, lb_name, port_text, severity, worst, caller, matching, other_ips
 ) -> str:
     who = f"{vm.name} ({vm_ip})" if vm_ip else vm.name
     vip = fe_ip or "its frontend"
-    base = f"{who} is a backend of internal load balancer {lb_name} frontend {vip} ({ports_text})"
-    if caller == "declared":
+    base = f"{who} is a backend of internal load balancer {lb_name} frontend {vip} ({port_text})"
+    if caller == CallerEvidence.DECLARED:
         sources = sorted({src for src, _ in matching})
         why_call = f" and is declared to call it ({' and '.join(sources)})"
-    elif caller == "inferred":
+    elif caller == CallerEvidence.INFERRED:
         that = "that VIP" if len(other_ips) == 1 else "those VIPs"
         why_call = (
             f" and also backs {', '.join(other_ips)}, so services co-hosted behind "
@@ -77,7 +75,7 @@ def reason_sentence(
     else:
         why_call = ""
     sent_back = "sent back to itself with the source unchanged and time out"
-    if severity == "high":
+    if severity == Severity.HIGH:
         if worst.health_read and worst.likelihood >= 1:
             odds = f"it is the only healthy member, so all of its own connections to {vip} are"
         elif worst.health_read:
@@ -88,7 +86,7 @@ def reason_sentence(
                 f"connections to {vip} are expected to be"
             )
         return f"{base}{why_call}; {odds} {sent_back}."
-    if severity == "medium":
+    if severity == Severity.MEDIUM:
         if worst.health_read and not worst.healthy:
             now = "no member is healthy now"
         elif worst.health_read:
