@@ -28,6 +28,8 @@ from emulator.guests import RecordingGuest
 from emulator.identity import Identity
 from shared.core import arm_ids, permissions
 from shared.core.journal import Trigger
+from shared.core.vocab import Status
+from shared.services import audit, remediation, sweep
 from shared.settings import MaintenanceWindow, Settings
 from shared.storage.journal import Journal
 from shared.storage.locks import LockManager
@@ -37,7 +39,6 @@ from tests.support.paths import ROOT
 
 pytestmark = pytest.mark.azurite
 
-from shared.services import audit, remediation, sweep  # noqa: E402
 
 MAIN_TEMPLATE = ROOT / "infra" / "main.json"
 
@@ -138,7 +139,7 @@ def flow_apply(ctx) -> None:
     assert not pr.plan.empty
     out = remediation.apply(ctx, VM1, Trigger("http", principal="operator@example.com"),
                             approval=pr.plan.hash)
-    assert out.status == remediation.APPLIED, out.as_dict()
+    assert out.status == Status.APPLIED, out.as_dict()
     again = audit.run_audit(ctx, subscriptions=[SUB])
     assert _high_or_medium(again) == [], [f.reason for f in _high_or_medium(again)]
 
@@ -210,7 +211,7 @@ def flow_rollback(ctx, emu) -> None:
         pr, _ = remediation.rollback_plan(ctx, vm)
         out = remediation.rollback(ctx, vm, Trigger("cli", principal="operator@example.com"),
                                    approval=pr.plan.hash)
-        assert out.status == remediation.APPLIED, out.as_dict()
+        assert out.status == Status.APPLIED, out.as_dict()
         name = arm_ids.name_of(vm)
         assert any("hairpin routes: cleanup" in "\n".join(s) for s in emu.guest.scripts_for(name))
     # nothing of ours is left: only the primary NICs remain
@@ -343,7 +344,7 @@ def test_the_audit_only_role_audits_and_cannot_write(harness):
     pr = remediation.plan_for_vm(ctx, VM1)
     out = remediation.apply(ctx, VM1, Trigger("http", principal="operator@example.com"),
                             approval=pr.plan.hash)
-    assert out.status in (remediation.FAILED, remediation.PENDING, remediation.REFUSED)
+    assert out.status in (Status.FAILED, Status.PENDING, Status.REFUSED)
     mine = [e for e in emu.requests if e.principal == PRODUCT.principal_id]
     assert [e for e in mine if e.is_write and e.status < 400] == []
     denied = [e for e in mine if e.status == 403]
@@ -419,7 +420,7 @@ def test_a_group_outside_the_assignment_gets_403_on_writes(harness):
     pr = remediation.plan_for_vm(ctx, VM1)
     out = remediation.apply(ctx, VM1, Trigger("http", principal="operator@example.com"),
                             approval=pr.plan.hash)
-    assert out.status != remediation.APPLIED
+    assert out.status != Status.APPLIED
     denied = [e for e in emu.requests if e.status == 403]
     assert denied and all(not permissions.is_read_only(e.action) for e in denied)
     assert all(e.path.lower().startswith(RG_SCOPE.lower()) for e in denied)

@@ -11,7 +11,7 @@ from azure.core.exceptions import HttpResponseError
 
 from shared.azure.actions import ArmActions, EtagConflict, NotManaged, RunCommandPending
 from shared.core import guest as guest_scripts
-from shared.core.remediation.plan import NicSpec
+from shared.core.remediation.model import NicSpec
 from tests.support.remediation import NIC1, RGP, VM1, VM2, estate  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.azurite

@@ -9,7 +9,8 @@ import json
 import pytest
 
 from shared.core import risk
-from shared.core.remediation.plan import build_plan, etags_from_documents, nic_id_for
+from shared.core.remediation.model import nic_id_for
+from shared.core.remediation.plan import build_plan, etags_from_documents
 from shared.core.topology import topology_from_snapshot
 from shared.settings import Settings
 from tests.support.remediation import DEFAULT, RGP, VM1, VM2

@@ -1,6 +1,6 @@
 """Pure: may this plan run now, for this trigger? Returns a decision with its reasons.
 
-The guard (issue 4, non-negotiable):
+The guard (non-negotiable):
 - modes: `audit` never writes, `plan` records a pending plan and writes nothing to Azure,
   `apply` may act;
 - unattended triggers (event, timer, sweep) act only on VMs opted in by tag, and deallocate only
@@ -20,37 +20,29 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.core.arm_ids import normalize
-from shared.core.journal import TRIGGER_EVENT, TRIGGER_SWEEP, TRIGGER_TIMER
-from shared.core.remediation.plan import Plan
+from shared.core.remediation.model import Plan
 from shared.core.topology import Topology, Vm
+from shared.core.vocab import Mode, PowerState, TriggerKind, Verdict
 from shared.settings import MaintenanceWindow, Settings
 
-__all__ = ["UNATTENDED", "RUN", "PENDING", "REFUSED", "Decision", "decide",
-           "check_deallocation", "window_open", "is_unattended"]
-
-UNATTENDED = (TRIGGER_EVENT, TRIGGER_TIMER, TRIGGER_SWEEP)
-RUN, PENDING, REFUSED = "run", "pending", "refused"
+__all__ = ["Decision", "decide", "check_deallocation", "window_open"]
 
 
 @dataclass(frozen=True)
 class Decision:
-    status: str  # run | pending | refused
+    status: Verdict
     reasons: tuple[str, ...] = ()
     may_deallocate: bool = False
     vm_reasons: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def allowed(self) -> bool:
-        return self.status == RUN
+        return self.status == Verdict.RUN
 
     def as_dict(self) -> dict:
         return {"status": self.status, "reasons": list(self.reasons),
                 "may_deallocate": self.may_deallocate,
                 "vm_reasons": {k: list(v) for k, v in self.vm_reasons.items()}}
-
-
-def is_unattended(trigger_kind: str) -> bool:
-    return trigger_kind in UNATTENDED
 
 
 def window_open(vm: Vm | None, settings: Settings, now: datetime) -> tuple[bool, str]:
@@ -84,7 +76,7 @@ def check_deallocation(vm_id: str, topology: Topology, *,
     if vm is None:
         return [f"VM {vm_id} is not in the estate"]
     busy = {normalize(v) for v in remediating}
-    own = {c.key for nk in vm.nic_keys if nk in t.nics for c in t.nics[nk].ip_configs}
+    own = t.ip_config_keys(vm)
     reasons: list[str] = []
     for pk in t.pool_keys_of_vm(vm):
         pool = t.pools.get(pk)
@@ -105,7 +97,7 @@ def check_deallocation(vm_id: str, topology: Topology, *,
             if peer.key in busy:
                 reasons.append(f"{label}: peer {peer.name} is being remediated "
                                "(deallocated by an unfinished run)")
-            elif peer.power_state != "running":
+            elif peer.power_state != PowerState.RUNNING:
                 reasons.append(f"{label}: peer {peer.name} is "
                                f"{peer.power_state or 'in an unknown power state'}, not running")
             else:
@@ -116,19 +108,19 @@ def check_deallocation(vm_id: str, topology: Topology, *,
     return reasons
 
 
-def decide(plan: Plan, topology: Topology, settings: Settings, *, trigger_kind: str,
+def decide(plan: Plan, topology: Topology, settings: Settings, *, trigger_kind: TriggerKind,
            now: datetime, approval: str | None = None,
            remediating: Iterable[str] = ()) -> Decision:
     """May `plan` run now for a trigger of `trigger_kind`?"""
     remediating = list(remediating)
     if plan.empty:
-        return Decision(RUN, ("nothing to do",))
-    if settings.mode == "audit":
-        return Decision(REFUSED, ("mode is audit: nothing is ever written "
-                                  "(set HAIRPIN_MODE=apply to remediate)",))
-    if settings.mode == "plan":
-        return Decision(PENDING, ("mode is plan: the plan is recorded, nothing is changed "
-                                  "(set HAIRPIN_MODE=apply to remediate)",))
+        return Decision(Verdict.RUN, ("nothing to do",))
+    if settings.mode == Mode.AUDIT:
+        return Decision(Verdict.REFUSED, ("mode is audit: nothing is ever written "
+                                          "(set HAIRPIN_MODE=apply to remediate)",))
+    if settings.mode == Mode.PLAN:
+        return Decision(Verdict.PENDING, ("mode is plan: the plan is recorded, nothing is "
+                                          "changed (set HAIRPIN_MODE=apply to remediate)",))
     reasons: list[str] = []
     vm_reasons: dict[str, tuple[str, ...]] = {}
     dealloc = [v for v in plan.vms if v.needs_deallocation]
@@ -138,16 +130,16 @@ def decide(plan: Plan, topology: Topology, settings: Settings, *, trigger_kind: 
             vm_reasons[v.vm_name] = tuple(problems)
             reasons += [f"{v.vm_name}: {p}" for p in problems]
     if reasons:
-        return Decision(REFUSED, tuple(reasons), False, vm_reasons)
+        return Decision(Verdict.REFUSED, tuple(reasons), False, vm_reasons)
     if plan.blockers:
-        return Decision(REFUSED, tuple(f"blocked: {b}" for b in plan.blockers))
+        return Decision(Verdict.REFUSED, tuple(f"blocked: {b}" for b in plan.blockers))
 
-    if is_unattended(trigger_kind):
+    if TriggerKind(trigger_kind).unattended:
         not_opted = [v.vm_name for v in plan.vms
                      if not settings.is_opted_in(_vm(topology, v.vm_id).tags
                                                  if _vm(topology, v.vm_id) else {})]
         if not_opted:
-            return Decision(REFUSED, tuple(
+            return Decision(Verdict.REFUSED, tuple(
                 f"{name}: not opted in to unattended remediation (tag "
                 f"{settings.opt_in_tag}={settings.opt_in_value})" for name in not_opted))
         closed = []
@@ -156,8 +148,9 @@ def decide(plan: Plan, topology: Topology, settings: Settings, *, trigger_kind: 
             if not ok:
                 closed.append(f"{v.vm_name}: deallocation needed but {why}")
         if closed:
-            return Decision(PENDING, tuple(closed) + ("the plan is recorded as pending",))
-        return Decision(RUN, ("unattended apply: every VM opted in"
+            return Decision(Verdict.PENDING,
+                            tuple(closed) + ("the plan is recorded as pending",))
+        return Decision(Verdict.RUN, ("unattended apply: every VM opted in"
                               + (", inside its maintenance window" if dealloc else ""),),
                         bool(dealloc))
 
@@ -165,17 +158,17 @@ def decide(plan: Plan, topology: Topology, settings: Settings, *, trigger_kind: 
     if dealloc:
         names = ", ".join(v.vm_name for v in dealloc)
         if approval is None:
-            return Decision(PENDING, (f"the plan deallocates {names}: approve this exact plan "
+            return Decision(Verdict.PENDING, (f"the plan deallocates {names}: approve this exact plan "
                                       f"with --approve {plan.hash} (HTTP: \"approve\")",))
         if approval.strip().lower() != plan.hash:
-            return Decision(REFUSED, (f"stale approval: approved {approval.strip()[:64]} but "
+            return Decision(Verdict.REFUSED, (f"stale approval: approved {approval.strip()[:64]} but "
                                       f"the plan is now {plan.hash} (the estate or the plan "
                                       "changed); review the plan again",))
-        return Decision(RUN, (f"approved plan {plan.hash}",), True)
+        return Decision(Verdict.RUN, (f"approved plan {plan.hash}",), True)
     if approval is not None and approval.strip().lower() != plan.hash:
-        return Decision(REFUSED, (f"stale approval: approved {approval.strip()[:64]} but the "
+        return Decision(Verdict.REFUSED, (f"stale approval: approved {approval.strip()[:64]} but the "
                                   f"plan is now {plan.hash}",))
-    return Decision(RUN, ("no deallocation needed: Run Command only",))
+    return Decision(Verdict.RUN, ("no deallocation needed: Run Command only",))
 
 
 def _vm(t: Topology, vm_id: str) -> Vm | None:

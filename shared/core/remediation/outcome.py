@@ -1,5 +1,5 @@
-"""Remediation outcomes: the statuses a run ends in and what it returns (`Outcome`, one
-`VmOutcome` per VM). Part of `shared.services.remediation`, which re-exports every name."""
+"""Pure: what a remediation run returns: its `Outcome` (status from `vocab.Status`), with one
+`VmOutcome` per VM, and the operation ID that ties its journal entries together."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import uuid
 from dataclasses import dataclass, field
 
 from shared.core.arm_ids import normalize
+from shared.core.vocab import Status
 
-APPLIED, UNCHANGED, PENDING, REFUSED, FAILED = (
-    "applied", "unchanged", "pending", "refused", "failed")
+__all__ = ["VmOutcome", "Outcome", "new_operation_id"]
 
 
 # --------------------------------------------------------------------------- results
@@ -19,7 +19,7 @@ APPLIED, UNCHANGED, PENDING, REFUSED, FAILED = (
 class VmOutcome:
     vm_id: str
     vm_name: str
-    status: str = UNCHANGED
+    status: Status = Status.UNCHANGED
     steps: list[dict] = field(default_factory=list)
     verification: list[dict] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
@@ -30,7 +30,7 @@ class VmOutcome:
 
 @dataclass
 class Outcome:
-    status: str
+    status: Status
     reasons: list[str] = field(default_factory=list)
     operation_id: str = ""
     plan_hash: str | None = None

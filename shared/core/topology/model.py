@@ -447,6 +447,23 @@ class Topology:
                 keys.update(self.ip_config_pools.get(cfg.key, ()))
         return sorted(keys)
 
+    def ip_config_keys(self, vm: Vm) -> set[str]:
+        """Keys of every IP configuration of the VM's NICs."""
+        return {c.key for nk in vm.nic_keys if nk in self.nics for c in self.nics[nk].ip_configs}
+
+    def pool_peers(self, vm: Vm) -> tuple[Vm, ...]:
+        """The other VMs in any backend pool the VM is in (members that are known VMs)."""
+        own = self.ip_config_keys(vm)
+        peers: dict[str, Vm] = {}
+        for pk in self.pool_keys_of_vm(vm):
+            for m in self.members_of_pool(pk):
+                if m.ip_config_key is None or m.ip_config_key in own:
+                    continue
+                peer = self.vm_of_ip_config(m.ip_config_key)
+                if peer is not None and peer.key != vm.key:
+                    peers[peer.key] = peer
+        return tuple(peers[k] for k in sorted(peers))
+
     def pools_of_ip_config(self, ip_config_id: str) -> tuple[BackendPool, ...]:
         return tuple(
             self.pools[k]

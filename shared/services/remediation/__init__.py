@@ -9,16 +9,7 @@ Parts: `targets` (targets, live observation, PlanResult), `run` (one run: journa
 budget), `vm_runner` (one VM's steps), `rollback`, `api` (the entry points).
 """
 
-from shared.core.remediation.outcome import (
-    APPLIED,
-    FAILED,
-    PENDING,
-    REFUSED,
-    UNCHANGED,
-    Outcome,
-    VmOutcome,
-    new_operation_id,
-)
+from shared.core.remediation.outcome import Outcome, VmOutcome, new_operation_id
 from shared.services.remediation.api import (
     apply,
     ensure_guest_routes,
@@ -39,7 +30,7 @@ from shared.services.remediation.targets import (
 )
 
 __all__ = [
-    "APPLIED", "FAILED", "PENDING", "REFUSED", "UNCHANGED", "Outcome", "VmOutcome",
+    "Outcome", "VmOutcome",
     "new_operation_id", "apply", "ensure_guest_routes", "history", "resume_interrupted",
     "rollback", "verify", "rollback_plan", "FINDING_ID", "PlanResult", "TargetError",
     "parse_target", "plan_for_finding", "plan_for_target", "plan_for_vm",

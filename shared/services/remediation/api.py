@@ -40,17 +40,12 @@ from shared.core.journal import (
     Trigger,
 )
 from shared.core.remediation import guard
-from shared.core.remediation import plan as planning
 from shared.core.remediation.outcome import (
-    APPLIED,
-    FAILED,
-    PENDING,
-    REFUSED,
-    UNCHANGED,
     Outcome,
     VmOutcome,
     new_operation_id,
 )
+from shared.core.vocab import Status, StepKind, Verdict
 from shared.services.context import ServiceContext
 from shared.services.remediation.rollback import _rollback_nic, rollback_plan
 from shared.services.remediation.run import (
@@ -63,14 +58,11 @@ from shared.services.remediation.run import (
     _summary,
 )
 from shared.services.remediation.targets import (
-    FINDING_ID,
     PlanResult,
     TargetError,
     _single_vm_plan,
     parse_target,
-    plan_for_finding,
     plan_for_target,
-    plan_for_vm,
 )
 from shared.services.remediation.vm_runner import (
     _VmRunner,
@@ -80,12 +72,7 @@ from shared.storage.locks import LockBusy, pool_lock, vm_lock
 log = logging.getLogger(__name__)
 
 
-__all__ = [
-    "APPLIED", "UNCHANGED", "PENDING", "REFUSED", "FAILED", "TargetError", "PlanResult",
-    "VmOutcome", "Outcome", "plan_for_vm", "plan_for_finding", "plan_for_target", "apply",
-    "resume_interrupted", "ensure_guest_routes", "verify", "rollback", "rollback_plan",
-    "history", "parse_target", "FINDING_ID",
-]
+__all__ = ["apply", "ensure_guest_routes", "verify", "history"]
 
 
 # --------------------------------------------------------------------------- public API
@@ -99,13 +86,13 @@ def resume_interrupted(ctx: ServiceContext, trigger: Trigger, *,
     outcomes: list[Outcome] = []
     for rec in ctx.journal.left_deallocated():
         run = _Run(ctx, trigger, operation_id, rec.plan_hash)
-        out = Outcome(UNCHANGED, operation_id=run.op, plan_hash=rec.plan_hash)
+        out = Outcome(Status.UNCHANGED, operation_id=run.op, plan_hash=rec.plan_hash)
         vm_out = VmOutcome(rec.vm_id, arm_ids.name_of(rec.vm_id))
         out.vms.append(vm_out)
         try:
             held = ctx.locks.hold([vm_lock(rec.vm_id)], operation_id=run.op) if ctx.locks else None
         except LockBusy as exc:
-            out.status = PENDING
+            out.status = Status.PENDING
             out.reasons.append(f"{vm_out.vm_name}: a run in progress holds it ({exc})")
             outcomes.append(out)
             continue
@@ -118,25 +105,25 @@ def resume_interrupted(ctx: ServiceContext, trigger: Trigger, *,
                 ctx.journal.close_record(OPEN_DEALLOCATED, rec.vm_id)
                 vm_out.reasons.append("already running" if live else "VM no longer exists")
             elif power in ("deallocated", "stopped"):
-                run.journal(planning.STEP_START, RESULT_STARTED, rec.vm_id, step="resume",
+                run.journal(StepKind.START, RESULT_STARTED, rec.vm_id, step="resume",
                             before={"power_state": power, "left_by": rec.operation_id})
                 try:
                     actions.start(rec.vm_id)
                 except Exception as exc:
-                    run.journal(planning.STEP_START, RESULT_FAILED, rec.vm_id, step="resume",
+                    run.journal(StepKind.START, RESULT_FAILED, rec.vm_id, step="resume",
                                 error=_error_text(exc))
                     raise
-                run.journal(planning.STEP_START, RESULT_SUCCEEDED, rec.vm_id, step="resume",
+                run.journal(StepKind.START, RESULT_SUCCEEDED, rec.vm_id, step="resume",
                             after={"power_state": "running"})
                 ctx.journal.close_record(OPEN_DEALLOCATED, rec.vm_id)
-                out.status = vm_out.status = APPLIED
+                out.status = vm_out.status = Status.APPLIED
                 out.reasons.append(f"{vm_out.vm_name}: started again (left deallocated by "
                                    f"operation {rec.operation_id})")
             else:
-                out.status = PENDING
+                out.status = Status.PENDING
                 out.reasons.append(f"{vm_out.vm_name} is {power}: checked again next run")
         except Exception as exc:  # noqa: BLE001
-            out.status = PENDING if _stop_reason(exc) else FAILED
+            out.status = Status.PENDING if _stop_reason(exc) else Status.FAILED
             out.resumable = True
             out.reasons.append(f"{vm_out.vm_name}: could not start it: {_error_text(exc)}")
         finally:
@@ -182,7 +169,7 @@ def _run_plan(ctx: ServiceContext, pr: PlanResult, trigger: Trigger, approval: s
               operation_id: str, *, mode: str, resumed: list[Outcome] | None) -> Outcome:
     plan = pr.plan
     run = _Run(ctx, trigger, operation_id, plan.hash)
-    out = Outcome(UNCHANGED, operation_id=run.op, plan_hash=plan.hash, plan=plan.as_dict(),
+    out = Outcome(Status.UNCHANGED, operation_id=run.op, plan_hash=plan.hash, plan=plan.as_dict(),
                   resumed=[o.as_dict() for o in resumed or []])
     out.arm_writes = sum(o.arm_writes for o in resumed or [])
     if plan.empty:
@@ -192,12 +179,12 @@ def _run_plan(ctx: ServiceContext, pr: PlanResult, trigger: Trigger, approval: s
                             now=ctx.clock(), approval=approval,
                             remediating=_left_deallocated_by_others(ctx, run.op))
     if decision.allowed and (missing := _needs_storage(ctx)):
-        decision = guard.Decision(guard.REFUSED, (missing,))
+        decision = guard.Decision(Verdict.REFUSED, (missing,))
     if not decision.allowed:
-        out.status = PENDING if decision.status == guard.PENDING else REFUSED
+        out.status = Status.PENDING if decision.status == Verdict.PENDING else Status.REFUSED
         out.reasons.extend(decision.reasons)
         for v in plan.vms:
-            run.journal("plan", RESULT_PENDING if out.status == PENDING else RESULT_REFUSED,
+            run.journal("plan", RESULT_PENDING if out.status == Status.PENDING else RESULT_REFUSED,
                         v.vm_id, step=mode, after=_summary(plan), error="; ".join(
                             decision.reasons))
         return out
@@ -208,7 +195,7 @@ def _run_plan(ctx: ServiceContext, pr: PlanResult, trigger: Trigger, approval: s
         vm_out = runner.execute(mode=mode)
         out.vms.append(vm_out)
         statuses.append(vm_out.status)
-        if vm_out.status not in (APPLIED, UNCHANGED):
+        if vm_out.status not in (Status.APPLIED, Status.UNCHANGED):
             # Never go on to the next VM: its safety depends on this one being fixed.
             out.reasons.extend(f"{v.vm_name}: {r}" for r in vm_out.reasons)
             rest = [x.vm_name for x in plan.vms[plan.vms.index(v) + 1:]]
@@ -216,17 +203,17 @@ def _run_plan(ctx: ServiceContext, pr: PlanResult, trigger: Trigger, approval: s
                 out.reasons.append(f"stopped before {', '.join(rest)}")
             break
     out.arm_writes += run.writes
-    for status in (FAILED, REFUSED, PENDING):
+    for status in (Status.FAILED, Status.REFUSED, Status.PENDING):
         if status in statuses:
             out.status = status
             break
     else:
-        out.status = APPLIED if APPLIED in statuses else UNCHANGED
-    out.resumable = out.status == PENDING
+        out.status = Status.APPLIED if Status.APPLIED in statuses else Status.UNCHANGED
+    out.resumable = out.status == Status.PENDING
     checks = [n["ok"] == n["total"] for v in out.vms for n in v.verification]
     if checks:
         out.verified = all(checks)
-    elif any(s["step"] == planning.STEP_VERIFY and s["result"].startswith("skipped")
+    elif any(s["step"] == StepKind.VERIFY and s["result"].startswith("skipped")
              for v in out.vms for s in v.steps):
         out.verified = True  # nothing to verify (HA ports / UDP only)
     if out.verified and mode == "verify":
@@ -273,7 +260,7 @@ def rollback(ctx: ServiceContext, vm_id: str, trigger: Trigger, *, approval: str
     pr, nics = rollback_plan(ctx, vm_id)
     plan = pr.plan
     run = _Run(ctx, trigger, operation_id, plan.hash)
-    out = Outcome(UNCHANGED, operation_id=run.op, plan_hash=plan.hash, plan=plan.as_dict(),
+    out = Outcome(Status.UNCHANGED, operation_id=run.op, plan_hash=plan.hash, plan=plan.as_dict(),
                   resumed=[o.as_dict() for o in resumed])
     if plan.empty:
         out.reasons.append("nothing to roll back: no NIC tagged "
@@ -283,12 +270,12 @@ def rollback(ctx: ServiceContext, vm_id: str, trigger: Trigger, *, approval: str
                             now=ctx.clock(), approval=approval,
                             remediating=_left_deallocated_by_others(ctx, run.op))
     if decision.allowed and (missing := _needs_storage(ctx)):
-        decision = guard.Decision(guard.REFUSED, (missing,))
+        decision = guard.Decision(Verdict.REFUSED, (missing,))
     v = plan.vms[0]
     if not decision.allowed:
-        out.status = PENDING if decision.status == guard.PENDING else REFUSED
+        out.status = Status.PENDING if decision.status == Verdict.PENDING else Status.REFUSED
         out.reasons.extend(decision.reasons)
-        run.journal("rollback", RESULT_PENDING if out.status == PENDING else RESULT_REFUSED,
+        run.journal("rollback", RESULT_PENDING if out.status == Status.PENDING else RESULT_REFUSED,
                     v.vm_id, after=_summary(plan), error="; ".join(decision.reasons))
         return out
     runner = _VmRunner.__new__(_VmRunner)
@@ -302,25 +289,25 @@ def rollback(ctx: ServiceContext, vm_id: str, trigger: Trigger, *, approval: str
     try:
         run.held = ctx.locks.hold(names, operation_id=run.op)
     except LockBusy as exc:
-        out.status, out.resumable = PENDING, True
+        out.status, out.resumable = Status.PENDING, True
         out.reasons.append(f"busy: {exc}")
         return out
     try:
         for info in nics:
             _rollback_nic(runner, info)
-        runner.out.status = APPLIED
+        runner.out.status = Status.APPLIED
         for vip in {key for (vk, key) in ctx.journal.verified_routes(v.vm_id)}:
             ctx.journal.close_record(OPEN_VERIFIED_ROUTE, v.vm_id, vip)
-        runner.record(APPLIED)
+        runner.record(Status.APPLIED)
     except _Refuse as exc:
-        runner.out.status = REFUSED
+        runner.out.status = Status.REFUSED
         runner.out.reasons.append(str(exc))
     except NotManaged as exc:
-        runner.out.status = REFUSED
+        runner.out.status = Status.REFUSED
         runner.out.reasons.append(str(exc))
     except Exception as exc:  # noqa: BLE001
         reason = _stop_reason(exc)
-        runner.out.status = PENDING if reason else FAILED
+        runner.out.status = Status.PENDING if reason else Status.FAILED
         runner.out.reasons.append(reason or _error_text(exc))
         run.journal("rollback", RESULT_PENDING if reason else RESULT_FAILED, v.vm_id,
                     error=reason or _error_text(exc))
@@ -331,7 +318,7 @@ def rollback(ctx: ServiceContext, vm_id: str, trigger: Trigger, *, approval: str
         held.release()
     out.status = runner.out.status
     out.reasons.extend(runner.out.reasons)
-    out.resumable = out.status == PENDING
+    out.resumable = out.status == Status.PENDING
     out.arm_writes = run.writes + sum(o.arm_writes for o in resumed)
     return out
 

@@ -15,7 +15,8 @@ from shared.core.arm_docs import is_managed
 from shared.core.arm_ids import normalize
 from shared.core.journal import OPEN_DEALLOCATED
 from shared.core.remediation import plan as planning
-from shared.core.remediation.plan import Plan, Step, VmPlan
+from shared.core.remediation.model import Plan, Step, VmPlan, canonical_json, nic_id_for
+from shared.core.vocab import StepKind
 from shared.services.context import ServiceContext
 from shared.services.remediation.targets import PlanResult, _observe_vm, _verified
 from shared.services.remediation.vm_runner import _VmRunner
@@ -30,7 +31,7 @@ def rollback_plan(ctx: ServiceContext, vm_id: str) -> tuple[PlanResult, list[dic
     attached = [topology.nics[k] for k in vm.nic_keys
                 if k in topology.nics and k != vm.primary_nic_key
                 and topology.nics[k].is_managed(tag)]
-    orphan_id = planning.nic_id_for(vm.id, risk.secondary_nic_name(vm.name))
+    orphan_id = nic_id_for(vm.id, risk.secondary_nic_name(vm.name))
     orphan = topology.nics.get(normalize(orphan_id))
     orphans = ([orphan] if orphan is not None and orphan.vm_id is None
                and orphan.is_managed(tag) else [])
@@ -47,13 +48,13 @@ def rollback_plan(ctx: ServiceContext, vm_id: str) -> tuple[PlanResult, list[dic
                               "the script reports 'unchanged'",
                               tuple(f"- host route {x}/32" for x in vips)))
         if needs_dealloc:
-            steps.append(Step(planning.STEP_DEALLOCATE, vm.id, vm.name, f"deallocate {vm.name}",
+            steps.append(Step(StepKind.DEALLOCATE, vm.id, vm.name, f"deallocate {vm.name}",
                               f"{vm.name} is deallocated", (f"{vm.name} running -> deallocated",),
-                              True, tuple(planning._serving_frontends(topology, vm))))
+                              True, tuple(planning.serving_frontends(topology, vm))))
         steps.append(Step("detach-nic", vm.id, vm.name, f"detach {nic.name} from {vm.name}",
                           f"{nic.name} is not in the NIC list", (f"networkProfile: - {nic.name}",)))
         if needs_dealloc:
-            steps.append(Step(planning.STEP_START, vm.id, vm.name, f"start {vm.name}",
+            steps.append(Step(StepKind.START, vm.id, vm.name, f"start {vm.name}",
                               f"{vm.name} is running", (f"{vm.name} deallocated -> running",)))
         steps.append(Step("delete-nic", vm.id, vm.name, f"delete {nic.name} (tagged {tag}=true)",
                           f"{nic.name} does not exist", (f"- NIC {nic.name}",)))
@@ -64,7 +65,7 @@ def rollback_plan(ctx: ServiceContext, vm_id: str) -> tuple[PlanResult, list[dic
     if not steps:
         plan = Plan((), {}, hashlib.sha256(b"empty").hexdigest(), {"vm_id": vm.id})
         return PlanResult(plan, topology, evaluation, sub, {"vm_id": vm.id}), []
-    steps.append(Step(planning.STEP_RECORD, vm.id, vm.name, "record the rollback",
+    steps.append(Step(StepKind.RECORD, vm.id, vm.name, "record the rollback",
                       "never skipped"))
     pools = tuple(topology.pools[p].id for p in sorted(
         {pk for nk in vm.nic_keys if nk in topology.nics for c in topology.nics[nk].ip_configs
@@ -73,7 +74,7 @@ def rollback_plan(ctx: ServiceContext, vm_id: str) -> tuple[PlanResult, list[dic
                None, None, needs_dealloc, pools, (), (), tuple(steps), (), ())
     facts = {vm.id: {"etag": etags.get(vm.key), "power_state": vm.power_state,
                      "nics": {n: etags.get(normalize(n)) for n in nic_ids}}}
-    digest = hashlib.sha256(planning.canonical_json(
+    digest = hashlib.sha256(canonical_json(
         {"rollback": v.as_dict(), "facts": facts, "vips": vips}).encode()).hexdigest()
     plan = Plan((v,), facts, digest, {"vm_id": vm.id, "rollback": True})
     return PlanResult(plan, topology, evaluation, sub, dict(plan.target)), [
@@ -106,7 +107,7 @@ def _rollback_nic(runner: _VmRunner, info: dict) -> None:
                                     plan_hash=runner.run.plan_hash,
                                     data={"reason": "rollback", "nic": nic_id})
             runner.deallocated_by_us = True
-            runner.write(planning.STEP_DEALLOCATE, lambda: actions.deallocate(v.vm_id),
+            runner.write(StepKind.DEALLOCATE, lambda: actions.deallocate(v.vm_id),
                          before={"power_state": "running"},
                          after=lambda _: {"power_state": "deallocated"})
         elif ctx.journal.open_records(OPEN_DEALLOCATED, v.vm_id):

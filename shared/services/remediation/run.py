@@ -13,8 +13,8 @@ from shared.azure.actions import ArmActions
 from shared.azure.retry import RetryBudgetExceeded
 from shared.core import arm_ids
 from shared.core.journal import JournalEntry, Trigger
+from shared.core.remediation.model import Plan
 from shared.core.remediation.outcome import new_operation_id
-from shared.core.remediation.plan import Plan
 from shared.services.context import ServiceContext
 from shared.storage.locks import LockBusy, LockLost
 

@@ -15,9 +15,10 @@ from shared.azure.discovery import discover_subscription
 from shared.core import arm_ids, risk
 from shared.core.arm_ids import normalize
 from shared.core.remediation import plan as planning
-from shared.core.remediation.outcome import REFUSED, UNCHANGED, Outcome
-from shared.core.remediation.plan import Plan
+from shared.core.remediation.model import Plan
+from shared.core.remediation.outcome import Outcome
 from shared.core.topology import Topology, topology_from_snapshot
+from shared.core.vocab import Status, StepKind
 from shared.services.context import ServiceContext
 
 FINDING_ID = re.compile(r"\Ahp-[0-9a-f]{20}\Z")
@@ -181,13 +182,13 @@ def _single_vm_plan(ctx: ServiceContext, vm_id: str, *, needs_nic: bool = True):
                 {"vm_id": vm.id, "vm_name": vm.name})
     v = pr.plan.vm(vm.id)
     if v is None:
-        return pr, None, Outcome(UNCHANGED, [f"{vm.name} has no high or medium finding"])
+        return pr, None, Outcome(Status.UNCHANGED, [f"{vm.name} has no high or medium finding"])
     if v.nic is None or not v.nic.exists:
         if needs_nic:
-            return pr, None, Outcome(REFUSED, [f"{vm.name} has no managed secondary NIC "
+            return pr, None, Outcome(Status.REFUSED, [f"{vm.name} has no managed secondary NIC "
                                                "attached: run apply first"])
         # Measuring an unfixed VM: nothing is created, deallocated or attached.
         v = dataclasses.replace(v, needs_deallocation=False, blockers=(), steps=tuple(
-            s for s in v.steps if s.kind == planning.STEP_VERIFY))
+            s for s in v.steps if s.kind == StepKind.VERIFY))
     narrowed = Plan((v,), pr.plan.facts, pr.plan.hash, pr.plan.target)
     return dataclasses.replace(pr, plan=narrowed), v, None

@@ -25,10 +25,10 @@ from shared.core.journal import (
     RESULT_SUCCEEDED,
 )
 from shared.core.remediation import guard
-from shared.core.remediation import plan as planning
-from shared.core.remediation.outcome import APPLIED, FAILED, PENDING, REFUSED, UNCHANGED, VmOutcome
-from shared.core.remediation.plan import VmPlan
+from shared.core.remediation.model import VmPlan
+from shared.core.remediation.outcome import VmOutcome
 from shared.core.topology import Topology
+from shared.core.vocab import Status, StepKind
 from shared.services.remediation.run import (
     _error_text,
     _left_deallocated_by_others,
@@ -132,7 +132,7 @@ class _VmRunner:
         """Journal `started`, do it, journal `succeeded` (or `failed`, then re-raise).
         Starting a VM we deallocated is never skipped for the budget: stopping there would
         leave it down until some later run."""
-        if kind != planning.STEP_START:
+        if kind != StepKind.START:
             self.run.check_budget(f"{kind} on {self.v.vm_name}")
         self.run.journal(kind, RESULT_STARTED, self.v.vm_id, step=kind, before=before)
         try:
@@ -143,7 +143,7 @@ class _VmRunner:
             raise
         self.run.journal(kind, RESULT_SUCCEEDED, self.v.vm_id, step=kind, before=before,
                          after=after(value) if after else None)
-        if kind not in (planning.STEP_ROUTES, planning.STEP_VERIFY):
+        if kind not in (StepKind.ROUTES, StepKind.VERIFY):
             self.wrote = True  # a configuration change (Run Command writes are judged below)
         return value
 
@@ -159,13 +159,13 @@ class _VmRunner:
             owner = ((nic.get("properties") or {}).get("virtualMachine") or {}).get("id")
             if owner and normalize(owner) != self.v.key:
                 raise _Refuse(f"NIC {spec.name} is attached to another VM ({owner})")
-            self.step(planning.STEP_ENSURE_NIC, "unchanged", nic_id=nic.get("id"))
+            self.step(StepKind.ENSURE_NIC, "unchanged", nic_id=nic.get("id"))
             return
-        self.write(planning.STEP_ENSURE_NIC,
+        self.write(StepKind.ENSURE_NIC,
                    lambda: self.actions.create_nic(spec.id, spec.arm_body()),
                    before=None, after=lambda doc: {"id": doc.get("id"), "etag": doc.get("etag"),
                                                    "properties": doc.get("properties")})
-        self.step(planning.STEP_ENSURE_NIC, "created", nic_id=spec.id)
+        self.step(StepKind.ENSURE_NIC, "created", nic_id=spec.id)
 
     def attach(self, live_vm: dict) -> dict:
         """Deallocate (guarded) -> attach -> start. Returns the live VM afterwards."""
@@ -181,34 +181,34 @@ class _VmRunner:
                                     plan_hash=self.run.plan_hash,
                                     data={"reason": "attach managed NIC", "nic": v.nic.id})
             self.deallocated_by_us = True
-            self.write(planning.STEP_DEALLOCATE, lambda: self.actions.deallocate(v.vm_id),
+            self.write(StepKind.DEALLOCATE, lambda: self.actions.deallocate(v.vm_id),
                        before={"power_state": "running"},
                        after=lambda _: {"power_state": "deallocated"})
-            self.step(planning.STEP_DEALLOCATE, "deallocated")
+            self.step(StepKind.DEALLOCATE, "deallocated")
         elif power in ("deallocated", "stopped") and open_recs:
             self.deallocated_by_us = True  # an earlier run of ours left it so
-            self.step(planning.STEP_DEALLOCATE, "already deallocated by an earlier run")
+            self.step(StepKind.DEALLOCATE, "already deallocated by an earlier run")
         elif power in ("deallocated", "stopped"):
-            self.step(planning.STEP_DEALLOCATE, f"already {power} (not by us)")
+            self.step(StepKind.DEALLOCATE, f"already {power} (not by us)")
         else:
             raise _Stop(f"{v.vm_name} is {power or 'in an unknown power state'}: waiting")
         before_nics = ArmActions.nic_ids(live_vm)
-        self.write(planning.STEP_ATTACH, lambda: self.actions.attach_nic(v.vm_id, v.nic.id),
+        self.write(StepKind.ATTACH, lambda: self.actions.attach_nic(v.vm_id, v.nic.id),
                    before={"nics": before_nics},
                    after=lambda doc: {"nics": ArmActions.nic_ids(doc), "etag": doc.get("etag")})
-        self.step(planning.STEP_ATTACH, "attached", nic_id=v.nic.id)
+        self.step(StepKind.ATTACH, "attached", nic_id=v.nic.id)
         if self.deallocated_by_us:
             self.start()
         return self.actions.get_vm(v.vm_id) or live_vm
 
     def start(self) -> None:
         v = self.v
-        self.write(planning.STEP_START, lambda: self.actions.start(v.vm_id),
+        self.write(StepKind.START, lambda: self.actions.start(v.vm_id),
                    before={"power_state": "deallocated"},
                    after=lambda _: {"power_state": "running"})
         self.run.ctx.journal.close_record(OPEN_DEALLOCATED, v.vm_id)
         self.deallocated_by_us = False
-        self.step(planning.STEP_START, "started")
+        self.step(StepKind.START, "started")
 
     def refuse_unplanned_deallocation(self) -> None:
         """The guard (window, approval) judged a plan that does not deallocate this VM (it was
@@ -249,20 +249,20 @@ class _VmRunner:
         spec = _spec(v, nic, ctx.settings)
         if push:
             script = guest_scripts.render(spec, os_name, "apply")
-            result = self.write(planning.STEP_ROUTES, lambda: self.actions.run_command(
+            result = self.write(StepKind.ROUTES, lambda: self.actions.run_command(
                 v.vm_id, guest_scripts.command_id(os_name), guest_scripts.script_lines(script),
                 vm=live_vm), before={"vips": list(v.vips)}, after=lambda r: r.result)
             if not result.ok:
                 raise ActionError(f"guest route script failed on {v.vm_name}: "
                                   f"{result.result.get('error')}: {result.result.get('message')}",
                                   "GuestScriptFailed")
-            self.step(planning.STEP_ROUTES, result.result.get("result", "?"),
+            self.step(StepKind.ROUTES, result.result.get("result", "?"),
                       changes=result.result.get("changes", []))
             if result.result.get("result") == "applied":
                 self.wrote = True
         targets = spec.verify_targets()
         if not targets:
-            self.step(planning.STEP_VERIFY, "skipped: no TCP target (HA ports/UDP only)")
+            self.step(StepKind.VERIFY, "skipped: no TCP target (HA ports/UDP only)")
             return True
         numbers, verify_result = self._run_verify(live_vm, os_name, spec)
         ok_vips = {n["vip"] for n in numbers if n["ok"] == n["total"]}
@@ -275,12 +275,12 @@ class _VmRunner:
         for vip in bad_vips:
             ctx.journal.close_record(OPEN_VERIFIED_ROUTE, v.vm_id, vip)
         all_ok = bool(verify_result.get("ok")) and not bad_vips
-        self.step(planning.STEP_VERIFY, "passed" if all_ok else "failed", numbers=numbers)
+        self.step(StepKind.VERIFY, "passed" if all_ok else "failed", numbers=numbers)
         return all_ok
 
     def _run_verify(self, live_vm: dict, os_name: str, targets) -> tuple[list[dict], dict]:
         script = _verify_script(targets, os_name, self.run.ctx.settings.verify_connects)
-        result = self.write(planning.STEP_VERIFY, lambda: self.actions.run_command(
+        result = self.write(StepKind.VERIFY, lambda: self.actions.run_command(
             self.v.vm_id, guest_scripts.command_id(os_name), guest_scripts.script_lines(script),
             vm=live_vm), after=lambda r: r.result)
         numbers = [{"vip": r.get("vip"), "port": r.get("port"), "ok": r.get("ok"),
@@ -295,19 +295,19 @@ class _VmRunner:
             guest_scripts.VerifyTarget(r.vip, r.frontend_port)
             for r in self.v.routes if r.protocol.lower() == "tcp"))
         if not targets:
-            self.step(planning.STEP_VERIFY, "skipped: no TCP target (HA ports/UDP only)")
+            self.step(StepKind.VERIFY, "skipped: no TCP target (HA ports/UDP only)")
             return True
         numbers, result = self._run_verify(live_vm, os_name, targets)
         all_ok = bool(result.get("ok")) and all(n["ok"] == n["total"] for n in numbers)
-        self.step(planning.STEP_VERIFY, "passed" if all_ok else "failed", numbers=numbers)
+        self.step(StepKind.VERIFY, "passed" if all_ok else "failed", numbers=numbers)
         return all_ok
 
     def record(self, status: str) -> None:
-        self.run.journal(planning.STEP_RECORD, RESULT_SUCCEEDED if status in (APPLIED, UNCHANGED)
-                         else RESULT_FAILED, self.v.vm_id, step=planning.STEP_RECORD,
+        self.run.journal(StepKind.RECORD, RESULT_SUCCEEDED if status in (Status.APPLIED, Status.UNCHANGED)
+                         else RESULT_FAILED, self.v.vm_id, step=StepKind.RECORD,
                          after={"status": status, "verification": self.out.verification,
                                 "steps": self.out.steps})
-        self.step(planning.STEP_RECORD, status)
+        self.step(StepKind.RECORD, status)
 
     # -- the whole VM
     def execute(self, *, mode: str = "apply") -> VmOutcome:
@@ -317,7 +317,7 @@ class _VmRunner:
         try:
             self.run.held = ctx.locks.hold(names, operation_id=self.run.op)
         except LockBusy as exc:
-            self.out.status = PENDING
+            self.out.status = Status.PENDING
             self.out.reasons.append(f"busy: {exc}")
             return self.out
         try:
@@ -330,7 +330,7 @@ class _VmRunner:
                     self.ensure_nic(live)
                     live = self.attach(live)
                 else:
-                    self.step(planning.STEP_ATTACH, "already attached")
+                    self.step(StepKind.ATTACH, "already attached")
                     if ArmActions.power_state(live) in ("deallocated", "stopped") and \
                             ctx.journal.open_records(OPEN_DEALLOCATED, v.vm_id):
                         self.deallocated_by_us = True
@@ -338,30 +338,30 @@ class _VmRunner:
                         live = self.actions.get_vm(v.vm_id) or live
             ok = self.routes_and_verify(live, push=mode != "verify")
             if ok:
-                self.out.status = APPLIED if self.wrote and mode != "verify" else UNCHANGED
+                self.out.status = Status.APPLIED if self.wrote and mode != "verify" else Status.UNCHANGED
             else:
-                self.out.status = FAILED
+                self.out.status = Status.FAILED
                 self.out.reasons.append("verification below 100%: " + ", ".join(
                     f"{n['vip']}:{n['port']} {n['ok']}/{n['total']}"
                     for n in self.out.verification))
             self.record(self.out.status)
         except _Refuse as exc:
-            self.out.status = REFUSED
+            self.out.status = Status.REFUSED
             self.out.reasons.append(str(exc))
             self.run.journal("apply", RESULT_REFUSED, v.vm_id, error=str(exc))
         except RunCommandPending as exc:
-            self.out.status = PENDING
+            self.out.status = Status.PENDING
             self.out.reasons.append(str(exc))
             self.run.journal("guest", RESULT_PENDING, v.vm_id, error=str(exc))
         except Exception as exc:  # noqa: BLE001 - every failure ends as a clean outcome
             reason = _stop_reason(exc)
             if reason is not None:
-                self.out.status = PENDING
+                self.out.status = Status.PENDING
                 self.out.reasons.append(reason)
                 self.run.journal("apply", RESULT_PENDING, v.vm_id, error=reason)
             else:
                 log.warning("remediation of %s failed: %s", v.vm_name, exc, exc_info=True)
-                self.out.status = FAILED
+                self.out.status = Status.FAILED
                 self.out.reasons.append(_error_text(exc))
                 self.run.journal("apply", RESULT_FAILED, v.vm_id, error=_error_text(exc))
                 self.restart_if_ours()
