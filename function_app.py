@@ -10,11 +10,17 @@ from shared import observability
 from shared.services import audit, fix_api, health
 from shared.services import events as event_service
 from shared.services import sweep as sweep_service
-from shared.settings import Settings, SettingsError
+from shared.services.context import build_context
+from shared.settings import FUNCTION_BUDGET_S, Settings, SettingsError
 
 observability.setup()  # correlation IDs on every log line; OpenTelemetry when configured
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 log = logging.getLogger("hairpin.functions")
+
+
+def _context():
+    """One invocation's services, inside the Functions timeout."""
+    return build_context(Settings.from_env(), budget_seconds=FUNCTION_BUDGET_S)
 
 
 def _json(body, status: int = 200) -> func.HttpResponse:
@@ -44,14 +50,14 @@ def health_check(req: func.HttpRequest) -> func.HttpResponse:
 @app.timer_trigger(arg_name="timer", schedule="%HAIRPIN_AUDIT_SCHEDULE%", run_on_startup=False)
 def scheduled_audit(timer: func.TimerRequest) -> None:
     # The host resolves %HAIRPIN_AUDIT_SCHEDULE% from app settings (Settings.audit_schedule).
-    audit.scheduled_audit(audit.context_for_trigger(Settings.from_env()))
+    audit.scheduled_audit(_context())
 
 
 @app.route(route="audit", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def get_audit(req: func.HttpRequest) -> func.HttpResponse:
     as_html = audit.prefers_html(req.headers.get("Accept"))
     try:
-        found = audit.latest_or_fresh(audit.context_for_trigger(Settings.from_env()),
+        found = audit.latest_or_fresh(_context(),
                                       audit.is_true(req.params.get("fresh")), html=as_html)
     except Exception as exc:  # noqa: BLE001 - a clear 503, never a stack trace
         return _unavailable("audit", exc)

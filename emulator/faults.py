@@ -1,9 +1,11 @@
-"""Fault injection per route: throttling, server errors, failed LROs, dropped connections, delay."""
+"""Fault injection per route: throttling, server errors, failed LROs, dropped connections, delay,
+and actions that change the world while a request is in flight."""
 
 from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 DEFAULT_CODES = {
@@ -28,6 +30,8 @@ class Fault:
         (the change is not applied).
     drop_connection: close the socket without any response.
     delay_seconds: sleep before answering (combined with the above or alone).
+    action: call this before answering (e.g. someone starts a VM just as our read arrives);
+        alone, the request is then served normally.
     """
 
     method: str | None = None
@@ -40,6 +44,7 @@ class Fault:
     lro_failed: bool = False
     drop_connection: bool = False
     delay_seconds: float = 0.0
+    action: Callable[[], None] | None = None
     hits: int = 0
     _rx: re.Pattern = field(init=False, repr=False)
 
@@ -52,6 +57,10 @@ class Fault:
         if self.method and self.method.upper() != method.upper():
             return False
         return bool(self._rx.search(path))
+
+    @property
+    def changes_the_answer(self) -> bool:
+        return bool(self.status or self.lro_failed or self.drop_connection or self.delay_seconds)
 
     @property
     def code(self) -> str:
@@ -85,6 +94,7 @@ class Faults:
         lro_failed: bool = False,
         drop_connection: bool = False,
         delay_seconds: float = 0.0,
+        action: Callable[[], None] | None = None,
     ) -> Fault:
         rule = Fault(
             method=method,
@@ -97,6 +107,7 @@ class Faults:
             lro_failed=lro_failed,
             drop_connection=drop_connection,
             delay_seconds=delay_seconds,
+            action=action,
         )
         with self._lock:
             self.rules.append(rule)

@@ -334,7 +334,9 @@ class Emulator:
                     )
             fault = self.faults.take(method, url.path)
             if fault is not None:
-                entry.fault = True
+                entry.fault = fault.changes_the_answer
+                if fault.action is not None:
+                    fault.action()
                 if fault.delay_seconds:
                     time.sleep(fault.delay_seconds)
                 if fault.drop_connection:

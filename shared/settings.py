@@ -27,9 +27,13 @@ __all__ = [
     "validate_ncrontab",
     "Settings",
     "MODES",
+    "FUNCTION_BUDGET_S",
 ]
 
 MODES = ("audit", "plan", "apply")
+
+# host.json's functionTimeout is 10 minutes: an invocation stops starting work a minute before.
+FUNCTION_BUDGET_S = 540.0
 
 
 class SettingsError(ValueError):
@@ -413,7 +417,7 @@ class Settings:
     # Drift sweep: time budget per run (host.json allows 10 min), Run Commands in flight
     # (one per VM, never two VMs of a pool), seconds between two Run Command starts, and the
     # time a VM needs so that the sweep does not start it too close to the budget.
-    sweep_budget_seconds: float = 540.0
+    sweep_budget_seconds: float = FUNCTION_BUDGET_S
     sweep_run_command_workers: int = 4
     sweep_run_command_interval_seconds: float = 1.0
     sweep_item_budget_seconds: float = 120.0

@@ -9,7 +9,7 @@
   output parsed with `guest_scripts.parse_run_command_output`;
 - delete NIC: only a NIC tagged `<managed_tag>=true`, re-read just before, If-Match its etag.
 
-Every write is counted (`writes`, `write_log`) so callers can report ARM write counts.
+The clients count every write they send (`shared.azure.clients.counting_writes`).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from shared.azure.clients import AzureClients
 from shared.core import arm_ids
 from shared.core import guest as guest_scripts
 from shared.core.arm_docs import is_managed
+from shared.core.vocab import PowerState
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +102,7 @@ class ArmActions:
         self.conflict_backoff = conflict_backoff
         self._clock = clock
         self._sleep = sleep
-        self.writes = 0
-        self.write_log: list[tuple[str, str]] = []
 
-    def _count(self, kind: str, target: str) -> None:
-        self.writes += 1
-        self.write_log.append((kind, target))
 
     def remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - self._clock()
@@ -128,11 +124,11 @@ class ArmActions:
             return None
 
     @staticmethod
-    def power_state(vm: dict | None) -> str | None:
+    def power_state(vm: dict | None) -> PowerState | None:
         for st in ((vm or {}).get("properties") or {}).get("instanceView", {}).get("statuses", []):
             code = st.get("code") or ""
             if code.lower().startswith("powerstate/"):
-                return code.split("/", 1)[1].lower()
+                return PowerState.from_code(code)
         return None
 
     @staticmethod
@@ -153,7 +149,6 @@ class ArmActions:
     def create_nic(self, nic_id: str, body: dict) -> dict:
         """Create the managed NIC; never overwrites an existing one (If-None-Match: *)."""
         rg, name = _split(nic_id)
-        self._count("create-nic", nic_id)
         try:
             poller = self.clients.network.network_interfaces.begin_create_or_update(
                 rg, name, body, headers={"If-None-Match": "*"})
@@ -175,7 +170,6 @@ class ArmActions:
         if ((nic.get("properties") or {}).get("virtualMachine") or {}).get("id"):
             raise ActionError(f"NIC {nic.get('name')} is still attached to a VM", "NicInUse")
         rg, name = _split(nic_id)
-        self._count("delete-nic", nic_id)
         headers = {"If-Match": nic["etag"]} if nic.get("etag") else {}
         try:
             self.clients.network.network_interfaces.begin_delete(rg, name,
@@ -211,7 +205,6 @@ class ArmActions:
             from azure.mgmt.compute.models import VirtualMachine
 
             model = VirtualMachine(full)  # the serializer drops read-only fields
-            self._count(kind, vm_id)
             try:
                 poller = self.clients.compute.virtual_machines.begin_create_or_update(
                     rg, name, model, etag=doc.get("etag"),
@@ -262,12 +255,10 @@ class ArmActions:
     # ------------------------------------------------------------------ power
     def deallocate(self, vm_id: str) -> None:
         rg, name = _split(vm_id)
-        self._count("deallocate", vm_id)
         self.clients.compute.virtual_machines.begin_deallocate(rg, name).result()
 
     def start(self, vm_id: str) -> None:
         rg, name = _split(vm_id)
-        self._count("start", vm_id)
         self.clients.compute.virtual_machines.begin_start(rg, name).result()
 
     # ------------------------------------------------------------------ Run Command
@@ -279,7 +270,7 @@ class ArmActions:
         vm = vm if vm is not None else self.get_vm(vm_id)
         if vm is None:
             raise ActionError(f"VM {name} not found", "ResourceNotFound")
-        if self.power_state(vm) != "running":
+        if self.power_state(vm) != PowerState.RUNNING:
             raise RunCommandPending(f"VM {name} is {self.power_state(vm) or 'not running'}: "
                                     "guest commands wait until it runs", "VmNotRunning")
         if self.agent_ready(vm) is False:
@@ -289,7 +280,6 @@ class ArmActions:
         started = self._clock()
         wait = self.conflict_backoff
         while True:
-            self._count("run-command", vm_id)
             try:
                 poller = self.clients.compute.virtual_machines.begin_run_command(rg, name, body)
                 result = poller.result(timeout=self.run_command_timeout)

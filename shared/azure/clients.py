@@ -4,22 +4,87 @@
 the local emulator; TLS trust then comes from REQUESTS_CA_BUNDLE as for any requests-based
 client. Credentials are DefaultAzureCredential: the Function's managed identity in Azure,
 the developer's login on a workstation, the emulator's token endpoint in tests.
+
+Every client carries `WriteCountingPolicy` (an azure-core per-call pipeline policy): each
+request that changes state (any method but GET/HEAD, except the POST actions that only read)
+is counted into the `WriteTally`s open in the calling context (`counting_writes()`), so a run
+reports exactly the ARM writes it made, whatever adapter made them.
 """
 
 from __future__ import annotations
 
+import contextvars
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.identity import DefaultAzureCredential
 from azure.mgmt.compute import ComputeManagementClient
 from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resourcegraph import ResourceGraphClient
 
 from shared.azure.retry import BudgetedRetryPolicy
+from shared.core.permissions import is_read_only, rbac_action
+
+__all__ = ["ARM_SCOPE", "AzureClients", "WriteTally", "WriteCountingPolicy", "counting_writes",
+           "changes_state"]
 
 ARM_SCOPE = "https://management.azure.com/.default"
+
+
+def changes_state(method: str, url: str) -> bool:
+    """Does this ARM request change anything? (GETs and read-only POST actions do not.)"""
+    if method.upper() in ("GET", "HEAD"):
+        return False
+    action = rbac_action(method, url)
+    return action is None or not is_read_only(action)
+
+
+class WriteTally:
+    """The state-changing ARM requests made while it was open: (method, URL) in order."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests: list[tuple[str, str]] = []
+
+    def add(self, method: str, url: str) -> None:
+        with self._lock:
+            self.requests.append((method, url))
+
+    @property
+    def count(self) -> int:
+        return len(self.requests)
+
+
+_open_tallies: contextvars.ContextVar[tuple[WriteTally, ...]] = contextvars.ContextVar(
+    "hairpin_write_tallies", default=())
+
+
+@contextmanager
+def counting_writes(tally: WriteTally | None = None) -> Iterator[WriteTally]:
+    """Count the ARM writes made in this context (nested tallies each count them)."""
+    tally = tally if tally is not None else WriteTally()
+    token = _open_tallies.set(_open_tallies.get() + (tally,))
+    try:
+        yield tally
+    finally:
+        _open_tallies.reset(token)
+
+
+class WriteCountingPolicy(SansIOHTTPPolicy):
+    """Per call (not per retry): a request retried after a 429 is one write."""
+
+    def on_request(self, request) -> None:
+        tallies = _open_tallies.get()
+        if tallies:
+            http = request.http_request
+            if changes_state(http.method, http.url):
+                for tally in tallies:
+                    tally.add(http.method, http.url)
 
 
 @dataclass
@@ -44,6 +109,7 @@ class AzureClients:
             "retry_policy": BudgetedRetryPolicy(
                 max_retry_after=self.max_retry_after, deadline=self.deadline
             ),
+            "per_call_policies": [WriteCountingPolicy()],
         }
         if self.arm_endpoint:
             kwargs["base_url"] = self.arm_endpoint

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from azure.core.exceptions import AzureError
 
+from shared.cli.common import UsageError, context_from_env, write_file
 from shared.core import snapshot as snapshots
 from shared.core.report import to_json, to_text
 
@@ -58,25 +58,25 @@ def audit_command(args) -> int:
     from shared.services import audit
 
     if args.snapshot and (args.subscriptions or args.resource_graph):
-        raise _usage("--snapshot reads a file: it cannot be combined with --subscription or "
+        raise UsageError("--snapshot reads a file: it cannot be combined with --subscription or "
                      "--resource-graph")
     want_html = args.format == "html" or bool(args.html)
-    ctx = _context(offline=bool(args.snapshot))
-    with _Progress() as progress:
+    ctx = context_from_env(offline=bool(args.snapshot))
+    with Progress() as progress:
         try:
             result = audit.run_audit(ctx, subscriptions=args.subscriptions,
                                      resource_graph=_use_graph(args, ctx), snapshot=args.snapshot,
                                      on_progress=progress, html=want_html)
         except (snapshots.SnapshotError, audit.NoSubscription) as exc:
-            raise _usage(str(exc)) from None
+            raise UsageError(str(exc)) from None
         except AzureError as exc:
-            raise _usage(_azure_message(exc)) from None
+            raise UsageError(_azure_message(exc)) from None
     if args.html:
-        _write(args.html, result.html)
+        write_file(args.html, result.html)
     text = {"table": lambda: to_text(result.report), "json": lambda: to_json(result.report),
             "html": lambda: result.html}[args.format]()
     if args.output:
-        _write(args.output, text)
+        write_file(args.output, text)
     else:
         sys.stdout.write(text)
     if args.html and args.output != args.html:
@@ -87,16 +87,16 @@ def audit_command(args) -> int:
 def snapshot_command(args) -> int:
     from shared.services import audit
 
-    ctx = _context(offline=False)
-    with _Progress() as progress:
+    ctx = context_from_env()
+    with Progress() as progress:
         try:
             doc = audit.gather(ctx, subscriptions=args.subscriptions,
                                resource_graph=_use_graph(args, ctx), on_progress=progress)
         except audit.NoSubscription as exc:
-            raise _usage(str(exc)) from None
+            raise UsageError(str(exc)) from None
         except AzureError as exc:
-            raise _usage(_azure_message(exc)) from None
-    _write(args.output, snapshots.dumps(doc))
+            raise UsageError(_azure_message(exc)) from None
+    write_file(args.output, snapshots.dumps(doc))
     print(f"snapshot: {len(doc['resources'])} resources, {len(doc['skus'])} SKUs, "
           f"{len(doc['health'])} rule health reads -> {args.output}", file=sys.stderr)
     return 0
@@ -120,36 +120,7 @@ def _azure_message(exc: AzureError) -> str:
     return f"Azure request failed{' (' + head + ')' if head else ''}: {first}"
 
 
-def _usage(message: str) -> Exception:
-    from shared.cli.common import UsageError
-
-    return UsageError(message)
-
-
-def _context(offline: bool):
-    """Settings from the environment. Live audits attach storage when it is configured (the
-    journal's verified routes); a snapshot audit stays offline: no storage, no network."""
-    from shared.services.context import ServiceContext
-    from shared.settings import Settings, SettingsError
-
-    try:
-        settings = Settings.from_env()
-    except SettingsError as exc:
-        raise _usage(str(exc)) from None
-    return ServiceContext(settings) if offline else ServiceContext.from_settings(settings)
-
-
-def _write(path: str, text: str) -> None:
-    target = Path(path)
-    try:
-        if target.parent and not target.parent.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise _usage(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-class _Progress:
+class Progress:
     """Discovery progress on stderr when it is a terminal; silent when piped or redirected."""
 
     def __init__(self, stream=None, interval: float = 0.1) -> None:
@@ -172,7 +143,7 @@ class _Progress:
                            f"seen ({stage})")
         self._stream.flush()
 
-    def __enter__(self) -> _Progress:
+    def __enter__(self) -> Progress:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.handler(args) or 0)
     except UsageError as exc:
         print(f"hairpin {args.command}: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one clear line for the operator; details with -v

@@ -8,34 +8,15 @@ HAIRPIN_STORAGE_CONNECTION / AzureWebJobsStorage (Azurite locally).
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import os
 import sys
+
+from shared.cli.common import UsageError, cli_trigger, context_from_env
 
 EXIT_OK, EXIT_NOT_DONE = 0, 1
 
 
-def _context():
-    from shared.services.context import ServiceContext
-    from shared.settings import Settings
-
-    return ServiceContext.from_settings(Settings.from_env())
-
-
-def _trigger():
-    from shared.core.journal import TRIGGER_CLI, Trigger
-
-    try:
-        user = getpass.getuser()
-    except Exception:  # noqa: BLE001
-        user = None
-    return Trigger(TRIGGER_CLI, principal=user)
-
-
 def _target(args) -> str:
-    from shared.cli.common import UsageError
-
     finding = getattr(args, "finding", None)
     if bool(finding) == bool(args.vm):
         raise UsageError("give a finding ID or --vm VM_RESOURCE_ID (exactly one)")
@@ -43,13 +24,12 @@ def _target(args) -> str:
 
 
 def _usage(exc) -> Exception:
-    from shared.cli.common import UsageError
-
     return UsageError(str(exc))
 
 
 def _subscription(args) -> str | None:
-    return args.subscription or os.environ.get("AZURE_SUBSCRIPTION_ID") or None
+    """An explicit --subscription; else the shared rule (shared.core.scope) decides."""
+    return args.subscription or None
 
 
 def _print_outcome(out, fmt: str) -> int:
@@ -83,7 +63,7 @@ def cmd_plan(args) -> int:
     from shared.services import remediation
 
     try:
-        pr = remediation.plan_for_target(_context(), _target(args), _subscription(args))
+        pr = remediation.plan_for_target(context_from_env(), _target(args), _subscription(args))
     except remediation.TargetError as exc:
         raise _usage(exc) from None
     if args.format == "json":
@@ -97,7 +77,7 @@ def cmd_apply(args) -> int:
     from shared.services import remediation
 
     try:
-        out = remediation.apply(_context(), _target(args), _trigger(), approval=args.approve,
+        out = remediation.apply(context_from_env(), _target(args), cli_trigger(), approval=args.approve,
                                 subscription_id=_subscription(args))
     except remediation.TargetError as exc:
         raise _usage(exc) from None
@@ -110,7 +90,7 @@ def cmd_verify(args) -> int:
     from shared.services import remediation
 
     try:
-        out = remediation.verify(_context(), args.vm, _trigger())
+        out = remediation.verify(context_from_env(), args.vm, cli_trigger())
     except remediation.TargetError as exc:
         raise _usage(exc) from None
     return _print_outcome(out, args.format)
@@ -120,7 +100,7 @@ def cmd_rollback(args) -> int:
     from shared.services import remediation
 
     try:
-        out = remediation.rollback(_context(), args.vm, _trigger(), approval=args.approve)
+        out = remediation.rollback(context_from_env(), args.vm, cli_trigger(), approval=args.approve)
     except remediation.TargetError as exc:
         raise _usage(exc) from None
     if args.format == "text" and out.plan and out.status == "pending":
@@ -135,7 +115,7 @@ def cmd_history(args) -> int:
     from shared.services import remediation
 
     try:
-        entries = remediation.history(_context(), args.vm, args.limit)
+        entries = remediation.history(context_from_env(), args.vm, args.limit)
     except remediation.TargetError as exc:
         raise _usage(exc) from None
     if args.format == "json":
@@ -156,8 +136,8 @@ def cmd_history(args) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--subscription", metavar="GUID",
-                   help="subscription of a finding ID (default: AZURE_SUBSCRIPTION_ID, then "
-                        "HAIRPIN_SUBSCRIPTIONS); a VM ID names its own")
+                   help="subscription of a finding ID (default: HAIRPIN_SUBSCRIPTIONS, then "
+                        "AZURE_SUBSCRIPTION_ID); a VM ID names its own")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format")
 
 

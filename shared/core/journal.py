@@ -14,21 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.core.arm_ids import normalize
+from shared.core.vocab import JournalResult, RecordKind, TriggerKind
 
-# Trigger kinds: which entry point caused the write.
-TRIGGER_CLI = "cli"
-TRIGGER_HTTP = "http"
-TRIGGER_TIMER = "timer"
-TRIGGER_EVENT = "event"
-TRIGGER_SWEEP = "sweep"
-
-# Results (free text is accepted; these are the ones the services use).
-RESULT_STARTED = "started"  # written before an action: a crash after it leaves evidence
-RESULT_SUCCEEDED = "succeeded"
-RESULT_FAILED = "failed"
-RESULT_SKIPPED = "skipped"
-RESULT_PENDING = "pending"  # plan recorded, waiting for a window or an approval
-RESULT_REFUSED = "refused"  # the guard said no
+__all__ = ["MAX_JSON_BYTES", "MAX_ERROR_CHARS", "Trigger", "utc_now", "JournalEntry",
+           "OpenRecord", "subject_key", "cap_json", "cap_text"]
 
 # Before/after documents are capped so one entity stays far below Table storage's limits
 # (64 KiB per string property, 1 MiB per entity).
@@ -40,7 +29,7 @@ MAX_ERROR_CHARS = 4_000
 class Trigger:
     """Who or what caused a write: entry point kind, event id (Event Grid), principal."""
 
-    kind: str
+    kind: TriggerKind
     event_id: str | None = None
     principal: str | None = None  # object id / UPN / "managed-identity"
 
@@ -70,8 +59,8 @@ class JournalEntry:
     and read; it orders entries newest first.
     """
 
-    action: str  # e.g. "deallocate", "attach-nic", "push-routes", "verify", "sweep"
-    result: str
+    action: str  # a StepKind or a JournalAction
+    result: JournalResult
     trigger: Trigger
     operation_id: str  # correlation id shared by every entry of one run
     vm_id: str | None = None
@@ -103,9 +92,6 @@ class JournalEntry:
                 "before": self.before, "after": self.after, "error": self.error}
 
 
-# Kinds of open records: facts that stay true until someone closes them (see OpenRecord).
-OPEN_DEALLOCATED = "deallocated"  # deallocated by us, not yet started again
-OPEN_VERIFIED_ROUTE = "verified-route"  # key = frontend IP: route pushed and verified
 
 
 @dataclass(frozen=True)
@@ -117,7 +103,7 @@ class OpenRecord:
     state (a VM that turns out to be running just gets its record closed). `verified-route` is
     opened after a verification passed and closed when the route is removed or found missing."""
 
-    kind: str
+    kind: RecordKind
     vm_id: str
     key: str
     operation_id: str

@@ -33,6 +33,13 @@ class SweepSummary:
     resumed_vms: list[dict] = field(default_factory=list)  # started after interrupted runs
     pruned_event_records: int = 0
 
+    def count_drift(self, kind: str) -> None:
+        self.drift[kind] = self.drift.get(kind, 0) + 1
+
+    def count_action(self, key: str) -> None:
+        """`call:status` (e.g. `apply:pending`) -> how often it happened."""
+        self.actions[key] = self.actions.get(key, 0) + 1
+
     @property
     def drift_found(self) -> int:
         return sum(self.drift.values())

@@ -32,12 +32,13 @@ from shared.core import snapshot as snapshots
 from shared.core.report import build_report, exit_status
 from shared.core.report import html as report_html
 from shared.core.risk import Evaluation, evaluate
+from shared.core.scope import ScopeError, resolve_subscriptions
 from shared.core.topology import Topology, topology_from_snapshot
 
 log = logging.getLogger(__name__)
 
 __all__ = ["AuditResult", "StoredAudit", "OnProgress", "NoSubscription", "subscriptions_to_audit",
-           "gather", "run_audit", "scheduled_audit", "latest_or_fresh", "context_for_trigger",
+           "gather", "run_audit", "scheduled_audit", "latest_or_fresh",
            "is_true", "prefers_html"]
 
 # (stage, pages fetched so far, resources seen so far); stage: "resources", "skus", "health".
@@ -117,16 +118,12 @@ class _Tally:
 
 def subscriptions_to_audit(ctx, explicit: Iterable[str] | None = None,
                            environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
-    """Explicit IDs, else HAIRPIN_SUBSCRIPTIONS (settings), else AZURE_SUBSCRIPTION_ID."""
-    chosen = [s.strip() for s in explicit or () if s and s.strip()]
-    if not chosen:
-        chosen = list(ctx.settings.subscriptions)
-    if not chosen and environ.get("AZURE_SUBSCRIPTION_ID", "").strip():
-        chosen = [environ["AZURE_SUBSCRIPTION_ID"].strip()]
-    bad = [s for s in chosen if not arm_ids.is_subscription_id(s)]
-    if bad:
-        raise NoSubscription(f"not a subscription ID (GUID): {', '.join(bad)}")
-    return tuple(sorted({s.lower() for s in chosen}))
+    """`shared.core.scope.resolve_subscriptions`: explicit, else HAIRPIN_SUBSCRIPTIONS, else
+    AZURE_SUBSCRIPTION_ID."""
+    try:
+        return resolve_subscriptions(explicit, ctx.settings.subscriptions, environ)
+    except ScopeError as exc:
+        raise NoSubscription(str(exc)) from None
 
 
 def _subscription_of(doc: Mapping[str, Any]) -> str | None:
@@ -305,19 +302,6 @@ def latest_or_fresh(ctx, fresh: bool, *, html: bool = False) -> StoredAudit:
 
 
 # --------------------------------------------------------------------------- trigger helpers
-
-TRIGGER_BUDGET_S = 9 * 60  # host.json functionTimeout is 10 min: stop retrying before it
-
-
-def context_for_trigger(settings):
-    """A ServiceContext for one Functions invocation: storage from settings, and a deadline so
-    no retry sleeps past the function timeout."""
-    import time
-
-    from shared.services.context import ServiceContext
-
-    return ServiceContext.from_settings(settings, deadline=time.monotonic() + TRIGGER_BUDGET_S)
-
 
 def is_true(text: str | None) -> bool:
     """Query-string flags: `?fresh=true` (also 1, yes, on)."""

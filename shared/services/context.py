@@ -1,13 +1,30 @@
-"""What every service needs, built once per entry point: settings, Azure clients, storage."""
+"""What every service needs, composed once per entry point: settings, Azure clients, storage,
+notifications and the invocation's time budget.
+
+`build_context(settings, budget_seconds=...)` is the one composition root: every trigger, the
+CLI and the fix API's queue worker build their context through it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from azure.core.credentials import TokenCredential
+
 from shared.azure.clients import AzureClients
+from shared.services.notify import Notifier
 from shared.settings import Settings
+from shared.storage.clients import StorageClients
+from shared.storage.journal import Journal
+from shared.storage.locks import LockManager
+from shared.storage.reports import ReportStore
+
+__all__ = ["ServiceContext", "build_context", "DEADLINE_MARGIN_S"]
+
+DEADLINE_MARGIN_S = 30.0  # stop before a step when less than this is left of the budget
 
 
 def _utc_now() -> datetime:
@@ -16,43 +33,25 @@ def _utc_now() -> datetime:
 
 @dataclass
 class ServiceContext:
-    """Settings + adapters. Tests build it from the emulator and Azurite; triggers and the CLI
-    from the environment (`from_settings`). Storage parts are None when no storage is set."""
+    """Settings + adapters. Build it with `build_context`; tests may set its parts directly
+    (the emulator's clients, Azurite storage under the test's own names)."""
 
     settings: Settings
-    credential: object | None = None
-    deadline: float | None = None  # time.monotonic() after which no retry may sleep
+    credential: TokenCredential | None = None
+    deadline: float | None = None  # time.monotonic() after which no retry sleeps, no step starts
     polling_interval: float | None = None
-    journal: object | None = None  # shared.storage.journal.Journal
-    locks: object | None = None  # shared.storage.locks.LockManager
-    reports: object | None = None  # shared.storage.reports.ReportStore
-    notifier: object | None = None  # shared.services.notify.Notifier
-    storage: object | None = None  # shared.storage.clients.StorageClients (blob, table, queue)
-    clock: Callable[[], datetime] = _utc_now
+    journal: Journal | None = None
+    locks: LockManager | None = None
+    reports: ReportStore | None = None
+    notifier: Notifier | None = None
+    storage: StorageClients | None = None
+    clock: Callable[[], datetime] = _utc_now  # the guard's "now" (maintenance windows)
+    run_command_backoff: float = 1.0  # first wait after "another Run Command is running" (409)
+    deadline_margin: float = DEADLINE_MARGIN_S
     _clients: dict[str, AzureClients] = field(default_factory=dict, repr=False)
 
-    @classmethod
-    def from_settings(cls, settings: Settings, *, environ=None, **kwargs) -> ServiceContext:
-        """Storage from the connection string in settings, else from the Functions
-        identity-based setting (`AzureWebJobsStorage__accountName`, no keys), else none."""
-        from shared.storage.clients import StorageClients
-
-        ctx = cls(settings, **kwargs)
-        if ctx.journal is None:
-            if settings.storage_connection:
-                ctx.attach_storage(StorageClients.from_connection_string(
-                    settings.storage_connection))
-            elif StorageClients.configured_in(environ):
-                ctx.attach_storage(StorageClients.from_env(environ))
-        return ctx
-
-    def attach_storage(self, storage) -> ServiceContext:
+    def attach_storage(self, storage: StorageClients | str) -> ServiceContext:
         """Journal, locks and reports on these StorageClients (or a connection string)."""
-        from shared.storage.clients import StorageClients
-        from shared.storage.journal import Journal
-        from shared.storage.locks import LockManager
-        from shared.storage.reports import ReportStore
-
         if isinstance(storage, str):
             storage = StorageClients.from_connection_string(storage)
         s = self.settings
@@ -71,3 +70,28 @@ class ServiceContext:
                 credential=self.credential, polling_interval=self.polling_interval,
                 deadline=self.deadline)
         return self._clients[key]
+
+    @property
+    def time_left(self) -> float | None:
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+
+def build_context(settings: Settings, *, budget_seconds: float | None = None,
+                  environ: Mapping[str, str] | None = None, offline: bool = False,
+                  credential: TokenCredential | None = None) -> ServiceContext:
+    """The context of one invocation. Storage from the connection string in settings, else from
+    the Functions identity-based setting (`AzureWebJobsStorage__accountName`, no keys), else
+    none; notifications when a topic is configured; a deadline `budget_seconds` from now (None:
+    no deadline, as on the command line). `offline` (a snapshot audit): no storage, no
+    notifications."""
+    ctx = ServiceContext(settings, credential=credential,
+                         deadline=None if budget_seconds is None
+                         else time.monotonic() + budget_seconds)
+    if offline:
+        return ctx
+    if settings.storage_connection:
+        ctx.attach_storage(StorageClients.from_connection_string(settings.storage_connection))
+    elif StorageClients.configured_in(environ):
+        ctx.attach_storage(StorageClients.from_env(environ))
+    ctx.notifier = Notifier.from_settings(settings)
+    return ctx

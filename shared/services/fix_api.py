@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.core.journal import TRIGGER_HTTP, JournalEntry, Trigger
+from shared.core.journal import JournalEntry, Trigger
+from shared.core.vocab import TriggerKind
 from shared.services import remediation
-from shared.services.context import ServiceContext
+from shared.services.context import ServiceContext, build_context
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def post_fix(ctx: ServiceContext, body: bytes | str | None, *,
         return _error(503, "applies run from a Storage queue: storage is not configured "
                            "(HAIRPIN_STORAGE_CONNECTION or AzureWebJobsStorage)")
     operation = remediation.new_operation_id()
-    trigger = Trigger(TRIGGER_HTTP, principal=principal)
+    trigger = Trigger(TriggerKind.HTTP, principal=principal)
     message = {"operation": operation, "target": target, "approval": plan.hash,
                "subscription_id": doc.get("subscription_id") or pr.subscription_id,
                "principal": principal}
@@ -154,7 +155,7 @@ def run_fix_message(ctx: ServiceContext, message: bytes | str | dict) -> remedia
     except Exception:  # noqa: BLE001
         log.error("fix queue: dropping a malformed message")
         return None
-    trigger = Trigger(TRIGGER_HTTP, principal=doc.get("principal"))
+    trigger = Trigger(TriggerKind.HTTP, principal=doc.get("principal"))
     done = ctx.journal.latest(None, action=STATUS_ACTION, operation_id=operation)
     if done is not None and done.result not in ("queued", "running", "pending"):
         log.info("fix %s already ended (%s): duplicate delivery ignored", operation, done.result)
@@ -228,17 +229,12 @@ def queue_sender(source, queue: str = FIX_QUEUE) -> Callable[[dict], None]:
 
 # --------------------------------------------------------------------------- trigger glue
 
-FUNCTION_BUDGET_S = 540  # stay inside the Functions timeout; the rest is resumed next run
+def context_from_env(environ=None) -> ServiceContext:
+    """One invocation's context, inside the Functions timeout (the rest resumes next run)."""
+    from shared.settings import FUNCTION_BUDGET_S, Settings
 
-
-def context_from_env(environ=None, *, budget_s: float = FUNCTION_BUDGET_S) -> ServiceContext:
-    import time
-
-    from shared.settings import Settings
-
-    settings = Settings.from_env(environ)
-    return ServiceContext.from_settings(settings, environ=environ,
-                                        deadline=time.monotonic() + budget_s)
+    return build_context(Settings.from_env(environ), environ=environ,
+                         budget_seconds=FUNCTION_BUDGET_S)
 
 
 def _queue_source(ctx: ServiceContext, environ=None):

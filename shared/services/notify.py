@@ -24,6 +24,8 @@ from typing import Any
 
 from shared import __version__
 from shared.core.arm_ids import name_of, try_parse
+from shared.core.remediation.outcome import Outcome
+from shared.core.vocab import Status
 
 log = logging.getLogger("hairpin.notify")
 
@@ -215,25 +217,18 @@ class Notifier:
             severity=getattr(finding, "severity", None),
             summary=str(getattr(finding, "reason", ""))[:2000])
 
-    def outcome(self, outcome: Any, trigger: Any, *, vm_id: str | None = None,
+    def outcome(self, outcome: Outcome, trigger: Any, *, vm_id: str | None = None,
                 drift: tuple[str, ...] | list[str] = ()) -> list[str]:
         """Publish what a remediation Outcome means; returns the types published.
 
         applied -> Remediation.Applied (Drift.Repaired when it repaired drift) and, when every
-        verification connect succeeded, Remediation.Verified; verified -> Remediation.Verified;
-        failed -> Remediation.Failed; pending -> Plan.PendingApproval. unchanged/refused: none
-        (refusals are in the journal and the sweep summary)."""
-        status = str(outcome_field(outcome, "status") or "").lower()
-        vms = list(outcome_field(outcome, "vms") or [])
-        vm_id = outcome_field(outcome, "vm_id") or vm_id or (
-            outcome_field(vms[0], "vm_id") if vms else None)
-        reasons = outcome_field(outcome, "reasons")
-        summary = "; ".join(str(r) for r in reasons) if isinstance(reasons, list | tuple) else \
-            str(outcome_field(outcome, "message") or outcome_field(outcome, "reason") or "")
-        verification = [n for v in vms for n in (outcome_field(v, "verification") or [])]
-        common = dict(vm_id=vm_id, trigger=trigger, summary=summary,
-                      operation_id=outcome_field(outcome, "operation_id") or None,
-                      plan_hash=outcome_field(outcome, "plan_hash"),
+        verification connect succeeded, Remediation.Verified; failed -> Remediation.Failed;
+        pending -> Plan.PendingApproval. unchanged/refused: none (refusals are in the journal
+        and the sweep summary)."""
+        vm_id = vm_id or (outcome.vms[0].vm_id if outcome.vms else None)
+        verification = [n for v in outcome.vms for n in v.verification]
+        common = dict(vm_id=vm_id, trigger=trigger, summary="; ".join(outcome.reasons),
+                      operation_id=outcome.operation_id or None, plan_hash=outcome.plan_hash,
                       frontend_ips=[str(n.get("vip")) for n in verification
                                     if isinstance(n, Mapping) and n.get("vip")],
                       drift=list(drift))
@@ -243,28 +238,17 @@ class Notifier:
             if self.notify(t, status=s, **common):
                 sent.append(t)
 
-        verified = outcome_field(outcome, "verified")
+        verified = outcome.verified
         if verified is None:
             verified = bool(verification) and all(
                 isinstance(n, Mapping) and n.get("ok") == n.get("total") for n in verification)
-        if status == "applied":
+        if outcome.status == Status.APPLIED:
             send(DRIFT_REPAIRED if drift else REMEDIATION_APPLIED,
                  "repaired" if drift else "applied")
             if verified:
                 send(REMEDIATION_VERIFIED, "verified")
-        elif status == "failed":
+        elif outcome.status == Status.FAILED:
             send(REMEDIATION_FAILED, "failed")
-        elif status == "pending":
+        elif outcome.status == Status.PENDING:
             send(PLAN_PENDING, "pending")
-        elif status in ("verified", "ok"):
-            send(REMEDIATION_VERIFIED, "verified")
         return sent
-
-
-def outcome_field(outcome: Any, name: str) -> Any:
-    """Read a field of a remediation Outcome (dataclass, object or dict)."""
-    if outcome is None:
-        return None
-    if isinstance(outcome, Mapping):
-        return outcome.get(name)
-    return getattr(outcome, name, None)

@@ -25,8 +25,6 @@ from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.core.arm_ids import normalize
 from shared.core.journal import (
-    OPEN_DEALLOCATED,
-    OPEN_VERIFIED_ROUTE,
     JournalEntry,
     OpenRecord,
     Trigger,
@@ -35,6 +33,7 @@ from shared.core.journal import (
     subject_key,
     utc_now,
 )
+from shared.core.vocab import RecordKind
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INVERT = 10**17 - 1  # microseconds: good until the year 5138, fixed width (17 digits)
@@ -205,9 +204,9 @@ class Journal:
 
     def left_deallocated(self) -> list[OpenRecord]:
         """VMs this project deallocated and has not started again (check live state!)."""
-        return self.open_records(OPEN_DEALLOCATED)
+        return self.open_records(RecordKind.DEALLOCATED)
 
     def verified_routes(self, vm_id: str | None = None) -> frozenset[tuple[str, str]]:
         """{(normalized VM id, frontend IP)} whose route was pushed and verified."""
         return frozenset((normalize(r.vm_id), r.key)
-                         for r in self.open_records(OPEN_VERIFIED_ROUTE, vm_id))
+                         for r in self.open_records(RecordKind.VERIFIED_ROUTE, vm_id))

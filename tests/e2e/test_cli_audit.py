@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli.audit import _Progress
+from shared.cli.audit import Progress
 from shared.cli.main import main as hairpin
 from tests.support.fixtures_emulator import SCENARIOS, small_scenario
 
@@ -148,7 +148,7 @@ class _Terminal(io.StringIO):
 
 def test_progress_shows_on_a_terminal_only():
     tty = _Terminal()
-    with _Progress(tty, interval=0) as progress:
+    with Progress(tty, interval=0) as progress:
         progress("resources", 3, 250)
         progress("health", 9, 700)
     text = tty.getvalue()
@@ -156,7 +156,7 @@ def test_progress_shows_on_a_terminal_only():
     assert "9 pages fetched, 700 resources seen (health)" in text
     assert text.endswith("\r\x1b[K")  # the line is cleared for the report
     piped = io.StringIO()
-    with _Progress(piped, interval=0) as progress:
+    with Progress(piped, interval=0) as progress:
         progress("resources", 3, 250)
     assert piped.getvalue() == ""
 

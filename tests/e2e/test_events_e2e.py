@@ -17,7 +17,8 @@ import json
 import pytest
 
 from shared.core.events import EventConfig, identity_from_jwt
-from shared.core.journal import TRIGGER_SWEEP, Trigger
+from shared.core.journal import Trigger
+from shared.core.vocab import TriggerKind
 from shared.services import remediation
 from shared.services.events import EventProcessor
 from shared.settings import MaintenanceWindow
@@ -149,7 +150,7 @@ def test_managed_nic_deleted_by_someone_is_recreated_by_the_sweep_within_the_gua
 
     rem = Counting()
     config = SweepConfig(run_command_workers=2, run_command_interval=0)
-    trigger = Trigger(TRIGGER_SWEEP, principal="managed-identity")
+    trigger = Trigger(TriggerKind.SWEEP, principal="managed-identity")
     ctx.clock = lambda: OUT_OF_WINDOW
     first = run_sweep(ctx, remediation=rem, config=config, trigger=trigger)
     assert first.complete and first.drift.get("managed_nic_missing") == 1
@@ -197,7 +198,7 @@ def test_frontend_removed_stale_routes_cleaned_by_the_sweep(estate, storage_ns, 
 
     summary = run_sweep(ctx, remediation=Counting(),
                         config=SweepConfig(run_command_workers=2, run_command_interval=0),
-                        trigger=Trigger(TRIGGER_SWEEP, principal="managed-identity"))
+                        trigger=Trigger(TriggerKind.SWEEP, principal="managed-identity"))
     assert summary.complete and summary.drift.get("stale_routes") == 2, summary.as_dict()
     assert summary.actions.get("stale_routes:cleaned") == 2
     for vm in ("hs-vm1", "hs-vm2"):

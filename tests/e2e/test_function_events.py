@@ -15,7 +15,6 @@ import pytest
 from azure.functions.timer import TimerRequest
 
 from shared.services import events as event_service
-from shared.services.events import processor as event_processor
 from tests.support.events import (
     OWN_IDENTITY,
     VM1,
@@ -73,8 +72,9 @@ def installed_processor(emulator, storage_ns, monkeypatch):
     ctx = make_ctx(emu, storage_ns)
     rem = RecordingRemediation()
     p = processor(ctx, rem)
-    monkeypatch.setattr(event_processor, "_default", p)
-    return emu, ctx, rem
+    event_service.install_host(p)
+    yield emu, ctx, rem
+    event_service.install_host(None)
 
 
 @pytest.mark.azurite

@@ -86,7 +86,9 @@ def _settings(emu, ns, **over) -> Settings:
         mode="apply", arm_endpoint=emu.base_url, subscriptions=(SUB,),
         report_container=ns.container("reports"), lock_container=ns.container("locks"),
         journal_table=ns.table("journal"), lock_lease_seconds=15,
-        maintenance_window=MaintenanceWindow.parse("daily 00:00-24:00 UTC"))
+        maintenance_window=MaintenanceWindow.parse("daily 00:00-24:00 UTC"),
+        # the product's own identity, as the deployment sets it (own writes are recognised)
+        identity_principal_id=PRODUCT.principal_id, identity_client_id=PRODUCT.client_id)
     values.update(over)
     return Settings(**values)
 

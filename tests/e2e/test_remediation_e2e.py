@@ -7,8 +7,8 @@ import pytest
 
 from shared.azure.discovery import discover_subscription
 from shared.core import risk
-from shared.core.journal import OPEN_DEALLOCATED
 from shared.core.topology import topology_from_snapshot
+from shared.core.vocab import RecordKind
 from shared.services import remediation
 from tests.support.remediation import (
     CLI,
@@ -87,7 +87,7 @@ def test_default_scenario_applied_end_to_end(estate, capsys):
     assert len(nics_named(emu, "hs-vm1-hairpin-nic")) == 1
     assert vm_nic_ids(emu, VM1)[-1] == NIC1 and vm_nic_ids(emu, VM2)[-1] == NIC2
     assert emu.power_state(VM1) == emu.power_state(VM2) == "running"
-    assert ctx.journal.open_records(OPEN_DEALLOCATED) == []
+    assert ctx.journal.open_records(RecordKind.DEALLOCATED) == []
 
     after = audit(ctx, emu.subscription_id)
     assert [f for f in after.findings if f.severity in ("high", "medium")] == []

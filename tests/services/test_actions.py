@@ -10,6 +10,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError
 
 from shared.azure.actions import ArmActions, EtagConflict, NotManaged, RunCommandPending
+from shared.azure.clients import counting_writes
 from shared.core import guest as guest_scripts
 from shared.core.remediation.model import NicSpec
 from tests.support.remediation import NIC1, RGP, VM1, VM2, estate  # noqa: F401 - fixtures
@@ -34,16 +35,22 @@ def acts(estate):
     return emu, guest, ArmActions(ctx.clients(emu.subscription_id), conflict_backoff=0.05)
 
 
+def _put_nic(request) -> bool:
+    method, url = request
+    return method == "PUT" and "/networkInterfaces/" in url
+
+
 def test_create_nic_never_overwrites(acts):
     emu, _, a = acts
-    doc = a.create_nic(NIC1, spec().arm_body())
-    props = doc["properties"]
-    assert props["ipConfigurations"][0]["properties"]["privateIPAddress"] == "10.0.1.11"
-    assert props["networkSecurityGroup"]["id"].endswith("hs-nsg")
-    assert props["enableIPForwarding"] is False and doc["tags"] == {"hairpin-managed": "true"}
-    with pytest.raises(EtagConflict):
-        a.create_nic(NIC1, spec().arm_body())
-    assert a.writes == 2 and [k for k, _ in a.write_log] == ["create-nic", "create-nic"]
+    with counting_writes() as writes:
+        doc = a.create_nic(NIC1, spec().arm_body())
+        props = doc["properties"]
+        assert props["ipConfigurations"][0]["properties"]["privateIPAddress"] == "10.0.1.11"
+        assert props["networkSecurityGroup"]["id"].endswith("hs-nsg")
+        assert props["enableIPForwarding"] is False and doc["tags"] == {"hairpin-managed": "true"}
+        with pytest.raises(EtagConflict):
+            a.create_nic(NIC1, spec().arm_body())
+    assert writes.count == 2 and [_put_nic(r) for r in writes.requests] == [True, True]
 
 
 def test_attach_needs_a_deallocated_vm_and_is_idempotent(acts):
@@ -56,9 +63,9 @@ def test_attach_needs_a_deallocated_vm_and_is_idempotent(acts):
     vm = a.attach_nic(VM1, NIC1)
     refs = vm["properties"]["networkProfile"]["networkInterfaces"]
     assert [r["properties"]["primary"] for r in refs] == [True, False]
-    before = a.writes
-    a.attach_nic(VM1, NIC1)  # already attached: no write
-    assert a.writes == before
+    with counting_writes() as writes:
+        a.attach_nic(VM1, NIC1)  # already attached: no write
+    assert writes.count == 0
     a.start(VM1)
     assert a.power_state(a.get_vm(VM1)) == "running"
     assert a.get_nic(NIC1)["properties"]["macAddress"]  # assigned at start
@@ -94,14 +101,15 @@ def _verify_lines(vm_ip_second="10.0.1.11"):
 def test_verification_is_honest_before_the_fix(acts):
     emu, guest, a = acts
     _, lines = _verify_lines()
-    # hs-vm1 is the only healthy member of 10.0.1.100: every connect is mapped to itself.
-    r1 = a.run_command(VM1, "RunPowerShellScript", lines)
-    assert r1.ok is False and r1.result["verify"][0]["ok"] == 0
-    # hs-vm2 is probe-down: all of its connects go to hs-vm1 and succeed.
-    r2 = a.run_command(VM2, "RunPowerShellScript", lines)
-    assert r2.ok is True and r2.result["verify"][0] == {
-        "vip": "10.0.1.100", "port": 1972, "ok": 20, "total": 20, "backends": {"hs-vm1": 20}}
-    assert a.writes == 2
+    with counting_writes() as writes:
+        # hs-vm1 is the only healthy member of 10.0.1.100: every connect is mapped to itself.
+        r1 = a.run_command(VM1, "RunPowerShellScript", lines)
+        assert r1.ok is False and r1.result["verify"][0]["ok"] == 0
+        # hs-vm2 is probe-down: all of its connects go to hs-vm1 and succeed.
+        r2 = a.run_command(VM2, "RunPowerShellScript", lines)
+        assert r2.ok is True and r2.result["verify"][0] == {
+            "vip": "10.0.1.100", "port": 1972, "ok": 20, "total": 20, "backends": {"hs-vm1": 20}}
+    assert writes.count == 2
 
 
 def test_apply_script_without_the_nic_fails_clearly(acts):
@@ -115,14 +123,15 @@ def test_apply_script_without_the_nic_fails_clearly(acts):
 def test_run_command_pending_states(acts):
     emu, _, a = acts
     _, lines = _verify_lines()
-    emu.set_power(VM1, "deallocated")
-    with pytest.raises(RunCommandPending, match="deallocated"):
-        a.run_command(VM1, "RunPowerShellScript", lines)
-    emu.set_power(VM1, "running")
-    emu.instance_extra[VM1.lower()]["vmAgent"]["statuses"][0]["displayStatus"] = "Not Ready"
-    with pytest.raises(RunCommandPending, match="agent"):
-        a.run_command(VM1, "RunPowerShellScript", lines)
-    assert a.writes == 0
+    with counting_writes() as writes:
+        emu.set_power(VM1, "deallocated")
+        with pytest.raises(RunCommandPending, match="deallocated"):
+            a.run_command(VM1, "RunPowerShellScript", lines)
+        emu.set_power(VM1, "running")
+        emu.instance_extra[VM1.lower()]["vmAgent"]["statuses"][0]["displayStatus"] = "Not Ready"
+        with pytest.raises(RunCommandPending, match="agent"):
+            a.run_command(VM1, "RunPowerShellScript", lines)
+    assert writes.count == 0
 
 
 def test_run_command_conflict_retries_with_backoff(acts):
@@ -130,5 +139,6 @@ def test_run_command_conflict_retries_with_backoff(acts):
     _, lines = _verify_lines()
     fault = emu.faults.add("POST", r"hs-vm2/runCommand$", 409, error_code="Conflict",
                            message="Run command extension execution is in progress.", times=2)
-    r = a.run_command(VM2, "RunPowerShellScript", lines)
-    assert r.ok and fault.hits == 2 and a.writes == 3
+    with counting_writes() as writes:
+        r = a.run_command(VM2, "RunPowerShellScript", lines)
+    assert r.ok and fault.hits == 2 and writes.count == 3

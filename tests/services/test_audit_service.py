@@ -12,8 +12,8 @@ from azure.identity import ManagedIdentityCredential
 
 from shared.cli.main import main as hairpin
 from shared.core import snapshot as snapshots
-from shared.core.journal import OPEN_VERIFIED_ROUTE
 from shared.core.topology import topology_from_snapshot
+from shared.core.vocab import RecordKind
 from shared.services import audit
 from shared.services.context import ServiceContext
 from shared.settings import Settings
@@ -197,7 +197,7 @@ def test_verified_routes_from_the_journal_mark_pairs_not_affected(storage_ns):
                       state_table=storage_ns.table("state")).ensure()
     scenario = _with_managed_nic(json.loads((SCENARIOS / "default.json").read_text()))
     vm_id = next(r["id"] for r in scenario["resources"] if r["name"] == "hs-vm1")
-    journal.open_record(OPEN_VERIFIED_ROUTE, vm_id, "10.0.1.100", operation_id="op-1")
+    journal.open_record(RecordKind.VERIFIED_ROUTE, vm_id, "10.0.1.100", operation_id="op-1")
     ctx = ServiceContext(Settings(), journal=journal, clock=lambda: WHEN)
 
     result = audit.run_audit(ctx, snapshot=scenario)

@@ -70,7 +70,7 @@ def test_context_takes_storage_from_the_identity_based_setting(azurite, storage_
     __blobServiceUri ...: the services must still get their journal, locks and reports."""
     from azure.core.credentials import AzureNamedKeyCredential
 
-    from shared.services.context import ServiceContext
+    from shared.services.context import ServiceContext, build_context
     from shared.settings import Settings
     from shared.storage.clients import StorageClients
     from tests.support.fixtures_azurite import ACCOUNT_KEY, ACCOUNT_NAME
@@ -88,4 +88,4 @@ def test_context_takes_storage_from_the_identity_based_setting(azurite, storage_
     assert ctx.journal and ctx.locks and ctx.reports and ctx.storage.queue is not None
     assert storage_ns.container("locks") in [c.name for c in storage.blob.list_containers()]
     # Without any storage setting the context has none (and says so where it matters).
-    assert ServiceContext.from_settings(Settings(), environ={}).journal is None
+    assert build_context(Settings(), environ={}).journal is None

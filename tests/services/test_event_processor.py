@@ -12,7 +12,9 @@ import pytest
 
 from shared.core import events as ev
 from shared.core.events import EventConfig
+from shared.core.vocab import JournalResult, RecordKind
 from shared.services.events import EventProcessor
+from shared.settings import Settings
 from tests.support.events import (
     NIC1,
     NIC2,
@@ -31,8 +33,9 @@ from tests.support.fixtures_emulator import LB_ID, P
 
 def test_own_identity_from_env_and_from_our_token(emulator):
     env = {ev.ENV_PRINCIPAL_ID: OWN.principal_id, "AZURE_CLIENT_ID": OWN.client_id}
-    assert ev.own_identity_from_env(env) == ev.OwnIdentity(OWN.principal_id, OWN.client_id)
-    assert not ev.own_identity_from_env({})
+    assert ev.identity_from_settings(Settings.from_env(env)) == ev.OwnIdentity(
+        OWN.principal_id, OWN.client_id)
+    assert not ev.identity_from_settings(Settings.from_env({}))
     emu = emulator()
     ident = ev.identity_from_jwt(emu.token_for())
     assert ident.principal_id == emu.tokens.identities[0].principal_id
@@ -180,11 +183,11 @@ def test_own_writes_are_evaluated_but_never_remediated(emulator, storage_ns):
 
 @pytest.mark.azurite
 def test_journal_recognises_our_write_when_claims_are_missing(emulator, storage_ns):
-    from shared.core.journal import RESULT_SUCCEEDED, JournalEntry, Trigger
+    from shared.core.journal import JournalEntry, Trigger
 
     emu = emulator()
     ctx = make_ctx(emu, storage_ns)
-    ctx.journal.append(JournalEntry(action="attach-nic", result=RESULT_SUCCEEDED,
+    ctx.journal.append(JournalEntry(action="attach-nic", result=JournalResult.SUCCEEDED,
                                     trigger=Trigger("timer"), operation_id="op-9", vm_id=VM1))
     rem = RecordingRemediation()
     raw = arm_event("Microsoft.Compute/virtualMachines/write", VM1, at=datetime.now(UTC))
@@ -214,11 +217,10 @@ def test_managed_nic_deleted_event_maps_to_its_vm(emulator, storage_ns):
 
 @pytest.mark.azurite
 def test_lb_delete_reevaluates_vms_with_verified_routes(emulator, storage_ns):
-    from shared.core.journal import OPEN_VERIFIED_ROUTE
 
     emu = emulator()
     ctx = make_ctx(emu, storage_ns)
-    ctx.journal.open_record(OPEN_VERIFIED_ROUTE, VM2, "10.0.1.200", operation_id="op-1")
+    ctx.journal.open_record(RecordKind.VERIFIED_ROUTE, VM2, "10.0.1.200", operation_id="op-1")
     other_lb = f"{P}/Microsoft.Network/loadBalancers/ilb-old"
     rem = RecordingRemediation()
     result = processor(ctx, rem).handle(

@@ -11,10 +11,11 @@ from types import MappingProxyType
 import pytest
 
 from shared.core import risk
-from shared.core.journal import TRIGGER_CLI, TRIGGER_EVENT, TRIGGER_TIMER, Trigger
+from shared.core.journal import Trigger
 from shared.core.remediation import guard
 from shared.core.remediation.plan import build_plan, etags_from_documents
 from shared.core.topology import topology_from_snapshot
+from shared.core.vocab import TriggerKind
 from shared.services import remediation
 from shared.settings import MaintenanceWindow, Settings
 from tests.support.remediation import (
@@ -52,9 +53,9 @@ def _plan(t, doc, settings=APPLY, vm=VM1):
 def test_audit_mode_never_writes_and_plan_mode_is_pending():
     t, doc = _topology()
     p = _plan(t, doc)
-    d = guard.decide(p, t, Settings(), trigger_kind=TRIGGER_CLI, now=IN_WINDOW, approval=p.hash)
+    d = guard.decide(p, t, Settings(), trigger_kind=TriggerKind.CLI, now=IN_WINDOW, approval=p.hash)
     assert d.status == "refused" and "audit" in d.reasons[0]
-    d = guard.decide(p, t, Settings(mode="plan"), trigger_kind=TRIGGER_CLI, now=IN_WINDOW,
+    d = guard.decide(p, t, Settings(mode="plan"), trigger_kind=TriggerKind.CLI, now=IN_WINDOW,
                      approval=p.hash)
     assert d.status == "pending"
 
@@ -62,10 +63,10 @@ def test_audit_mode_never_writes_and_plan_mode_is_pending():
 def test_on_demand_deallocation_needs_the_exact_plan_hash():
     t, doc = _topology()
     p = _plan(t, doc)
-    assert guard.decide(p, t, APPLY, trigger_kind=TRIGGER_CLI, now=IN_WINDOW).status == "pending"
-    stale = guard.decide(p, t, APPLY, trigger_kind=TRIGGER_CLI, now=IN_WINDOW, approval="0" * 64)
+    assert guard.decide(p, t, APPLY, trigger_kind=TriggerKind.CLI, now=IN_WINDOW).status == "pending"
+    stale = guard.decide(p, t, APPLY, trigger_kind=TriggerKind.CLI, now=IN_WINDOW, approval="0" * 64)
     assert stale.status == "refused" and "stale approval" in stale.reasons[0]
-    ok = guard.decide(p, t, APPLY, trigger_kind=TRIGGER_CLI, now=IN_WINDOW, approval=p.hash)
+    ok = guard.decide(p, t, APPLY, trigger_kind=TriggerKind.CLI, now=IN_WINDOW, approval=p.hash)
     assert ok.allowed and ok.may_deallocate
 
 
@@ -73,7 +74,7 @@ def test_unattended_needs_opt_in_tag_on_every_vm():
     t, doc = _topology(tags={"hs-vm1": {"hairpin-remediation": "auto"}})
     p = _plan(t, doc)
     settings = Settings(mode="apply", maintenance_window=WINDOW)
-    d = guard.decide(p, t, settings, trigger_kind=TRIGGER_EVENT, now=IN_WINDOW)
+    d = guard.decide(p, t, settings, trigger_kind=TriggerKind.EVENT, now=IN_WINDOW)
     assert d.status == "refused" and "hs-vm2: not opted in" in d.reasons[0]
 
 
@@ -82,11 +83,11 @@ def test_unattended_outside_the_window_is_pending_inside_runs():
     t, doc = _topology(tags={"hs-vm1": tags, "hs-vm2": tags})
     p = _plan(t, doc)
     settings = Settings(mode="apply", maintenance_window=WINDOW)
-    out = guard.decide(p, t, settings, trigger_kind=TRIGGER_TIMER, now=OUT_OF_WINDOW)
+    out = guard.decide(p, t, settings, trigger_kind=TriggerKind.TIMER, now=OUT_OF_WINDOW)
     assert out.status == "pending" and "outside the maintenance window" in out.reasons[0]
-    assert guard.decide(p, t, settings, trigger_kind=TRIGGER_TIMER, now=IN_WINDOW).allowed
+    assert guard.decide(p, t, settings, trigger_kind=TriggerKind.TIMER, now=IN_WINDOW).allowed
     # No window at all: never deallocates unattended.
-    out = guard.decide(p, t, APPLY, trigger_kind=TRIGGER_TIMER, now=IN_WINDOW)
+    out = guard.decide(p, t, APPLY, trigger_kind=TriggerKind.TIMER, now=IN_WINDOW)
     assert out.status == "pending" and "no maintenance window" in out.reasons[0]
 
 
@@ -95,8 +96,8 @@ def test_vm_tag_window_overrides_settings():
     t, doc = _topology(tags={"hs-vm1": tags, "hs-vm2": tags})
     p = _plan(t, doc)
     settings = Settings(mode="apply", maintenance_window=WINDOW)
-    assert guard.decide(p, t, settings, trigger_kind=TRIGGER_EVENT, now=OUT_OF_WINDOW).allowed
-    assert not guard.decide(p, t, settings, trigger_kind=TRIGGER_EVENT, now=IN_WINDOW).allowed
+    assert guard.decide(p, t, settings, trigger_kind=TriggerKind.EVENT, now=OUT_OF_WINDOW).allowed
+    assert not guard.decide(p, t, settings, trigger_kind=TriggerKind.EVENT, now=IN_WINDOW).allowed
 
 
 def test_pool_peer_not_running_refuses_with_the_reason():
@@ -131,7 +132,7 @@ def test_single_member_pool_refuses():
         {"HAIRPIN_DECLARED_CALLERS": '{"hs-vm1": ["10.0.1.100:1972"]}'}).declared_callers)
     p = _plan(t, doc, settings)
     assert [v.vm_name for v in p.vms] == ["hs-vm1"]
-    d = guard.decide(p, t, settings, trigger_kind=TRIGGER_CLI, now=IN_WINDOW, approval=p.hash)
+    d = guard.decide(p, t, settings, trigger_kind=TriggerKind.CLI, now=IN_WINDOW, approval=p.hash)
     assert d.status == "refused"
     assert any("running member" in r for r in d.reasons), d.reasons
 
@@ -142,7 +143,7 @@ def test_single_member_pool_refuses():
 def test_no_tag_means_no_write(estate):
     emu, _, ctx = estate(maintenance_window=WINDOW, clock=lambda: IN_WINDOW)
     emu.requests.reset()
-    out = remediation.apply(ctx, VM1, Trigger(TRIGGER_EVENT, event_id="e1"))
+    out = remediation.apply(ctx, VM1, Trigger(TriggerKind.EVENT, event_id="e1"))
     assert out.status == "refused" and "not opted in" in " ".join(out.reasons)
     assert arm_writes(emu) == []
     assert ctx.journal.latest(VM1).result == "refused"
@@ -154,7 +155,7 @@ def test_outside_the_window_records_a_pending_plan(estate):
     for vm in (VM1, VM2):
         emu.store.raw(vm)["tags"]["hairpin-remediation"] = "auto"
     emu.requests.reset()
-    out = remediation.apply(ctx, VM1, Trigger(TRIGGER_TIMER))
+    out = remediation.apply(ctx, VM1, Trigger(TriggerKind.TIMER))
     assert out.status == "pending" and "outside the maintenance window" in out.reasons[0]
     assert arm_writes(emu) == []
     entry = ctx.journal.latest(VM1)
@@ -162,7 +163,7 @@ def test_outside_the_window_records_a_pending_plan(estate):
     assert entry.plan_hash == out.plan_hash and entry.after["order"] == ["hs-vm2", "hs-vm1"]
     # Inside the window the same trigger fixes both.
     ctx.clock = lambda: IN_WINDOW
-    assert remediation.apply(ctx, VM1, Trigger(TRIGGER_TIMER)).status == "applied"
+    assert remediation.apply(ctx, VM1, Trigger(TriggerKind.TIMER)).status == "applied"
 
 
 @pytest.mark.azurite
@@ -171,7 +172,7 @@ def test_peer_deallocated_refuses_with_the_reason(estate):
     emu.set_power(VM1, "deallocated")
     pr = remediation.plan_for_vm(ctx, VM2)
     emu.requests.reset()
-    out = remediation.apply(ctx, VM2, Trigger(TRIGGER_CLI), approval=pr.plan.hash)
+    out = remediation.apply(ctx, VM2, Trigger(TriggerKind.CLI), approval=pr.plan.hash)
     assert out.status == "refused", out.reasons
     assert "peer hs-vm1 is deallocated" in " ".join(out.reasons)
     assert arm_writes(emu) == []
@@ -181,7 +182,7 @@ def test_peer_deallocated_refuses_with_the_reason(estate):
 def test_stale_approval_refuses(estate):
     emu, _, ctx = estate()
     emu.requests.reset()
-    out = remediation.apply(ctx, VM1, Trigger(TRIGGER_CLI), approval="a" * 64)
+    out = remediation.apply(ctx, VM1, Trigger(TriggerKind.CLI), approval="a" * 64)
     assert out.status == "refused" and "stale approval" in out.reasons[0]
     assert arm_writes(emu) == []
 
@@ -205,7 +206,7 @@ def test_peer_goes_down_between_plan_and_deallocation_is_rechecked_live(estate):
             return saved
 
     ctx.journal = StopPeerAfterNic()
-    out = remediation.apply(ctx, VM2, Trigger(TRIGGER_CLI), approval=pr.plan.hash)
+    out = remediation.apply(ctx, VM2, Trigger(TriggerKind.CLI), approval=pr.plan.hash)
     assert out.status == "refused", out.reasons
     assert "peer hs-vm1 is stopped" in " ".join(out.reasons)
     assert emu.power_state(VM2) == "running"
@@ -223,11 +224,11 @@ def test_one_vm_per_pool_at_a_time(estate, storage_ns):
     held = other.hold([pool_lock(pr.plan.vms[0].pool_ids[0])], operation_id="op-other")
     try:
         emu.requests.reset()
-        out = remediation.apply(ctx, VM1, Trigger(TRIGGER_CLI), approval=pr.plan.hash)
+        out = remediation.apply(ctx, VM1, Trigger(TriggerKind.CLI), approval=pr.plan.hash)
         assert out.status == "pending" and out.resumable
         assert "other-process" in " ".join(out.reasons)
         assert arm_writes(emu) == []
     finally:
         held.release()
-    assert remediation.apply(ctx, VM1, Trigger(TRIGGER_CLI),
+    assert remediation.apply(ctx, VM1, Trigger(TriggerKind.CLI),
                              approval=pr.plan.hash).status == "applied"

@@ -18,7 +18,9 @@ import pytest
 import trustme
 from azure.core.credentials import AzureKeyCredential
 
-from shared.core.journal import TRIGGER_EVENT, TRIGGER_SWEEP, Trigger
+from shared.core.journal import Trigger
+from shared.core.remediation.outcome import Outcome, VmOutcome
+from shared.core.vocab import Status, TriggerKind
 from shared.services import notify
 from shared.services.notify import DATA_SCHEMA, EVENT_TYPES, Notifier
 from tests.support.paths import ROOT
@@ -26,7 +28,7 @@ from tests.support.paths import ROOT
 KEY = "test-topic-key-0123456789abcdef"
 VM = ("/subscriptions/00000000-0000-0000-0000-0000000000aa/resourceGroups/rg-test/providers/"
       "Microsoft.Compute/virtualMachines/vm1")
-TRIGGER = Trigger(TRIGGER_EVENT, "evt-1", "ops@contoso.com")
+TRIGGER = Trigger(TriggerKind.EVENT, "evt-1", "ops@contoso.com")
 _CLOUD_EVENT_REQUIRED = ("specversion", "id", "source", "type")
 
 
@@ -130,19 +132,18 @@ def test_every_type_is_published_and_received(topic):
     finding = SimpleNamespace(id="hp-0123456789abcdef0123", vm_id=VM, frontend_ip="10.0.1.100",
                               severity="high", reason="vm1 calls its own VIP")
     assert n.finding_opened(finding, TRIGGER)
-    applied = SimpleNamespace(status="applied", reasons=["fixed"], operation_id="op-1",
-                              plan_hash="ab" * 32, vms=[SimpleNamespace(
-                                  vm_id=VM, verification=[{"vip": "10.0.1.100", "port": 1972,
-                                                           "ok": 20, "total": 20}])])
+    applied = Outcome(Status.APPLIED, ["fixed"], operation_id="op-1", plan_hash="ab" * 32,
+                      vms=[VmOutcome(VM, "vm1", verification=[
+                          {"vip": "10.0.1.100", "port": 1972, "ok": 20, "total": 20}])])
     assert n.outcome(applied, TRIGGER) == [notify.REMEDIATION_APPLIED,
                                            notify.REMEDIATION_VERIFIED]
-    assert n.outcome(applied, Trigger(TRIGGER_SWEEP), drift=["managed_nic_missing"]) == [
+    assert n.outcome(applied, Trigger(TriggerKind.SWEEP), drift=["managed_nic_missing"]) == [
         notify.DRIFT_REPAIRED, notify.REMEDIATION_VERIFIED]
-    assert n.outcome({"status": "pending", "reasons": ["outside the window"], "vms": []},
+    assert n.outcome(Outcome(Status.PENDING, ["outside the window"]),
                      TRIGGER, vm_id=VM) == [notify.PLAN_PENDING]
-    assert n.outcome({"status": "failed", "reasons": ["boom"], "vms": []}, TRIGGER,
+    assert n.outcome(Outcome(Status.FAILED, ["boom"]), TRIGGER,
                      vm_id=VM) == [notify.REMEDIATION_FAILED]
-    assert n.outcome({"status": "unchanged", "vms": []}, TRIGGER, vm_id=VM) == []
+    assert n.outcome(Outcome(Status.UNCHANGED), TRIGGER, vm_id=VM) == []
     assert topic.rejected == []
     types = [e["type"] for e in topic.received]
     assert set(types) == set(EVENT_TYPES)
@@ -172,7 +173,7 @@ def test_failing_topic_does_not_fail_the_caller(tmp_path, monkeypatch, status, c
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(t.ca_path))
     try:
         n = notifier(t.endpoint)
-        assert n.outcome({"status": "failed", "reasons": ["x"], "vms": []}, TRIGGER,
+        assert n.outcome(Outcome(Status.FAILED, ["x"]), TRIGGER,
                          vm_id=VM) == []
         assert n.failed == 1 and t.requests >= 1
         assert any("not published" in r.getMessage() for r in caplog.records)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from shared.core.journal import OPEN_DEALLOCATED
+from shared.core.vocab import RecordKind
 from shared.services import remediation
 from shared.storage.journal import Journal
 from tests.support.remediation import CLI, VM1, VM2, arm_writes, nics_named
@@ -46,7 +46,7 @@ def assert_converges(emu, ctx):
     out = approve_and_apply(ctx)
     assert out.status in ("applied", "unchanged"), out.reasons
     assert emu.power_state(VM1) == emu.power_state(VM2) == "running"
-    assert ctx.journal.open_records(OPEN_DEALLOCATED) == []
+    assert ctx.journal.open_records(RecordKind.DEALLOCATED) == []
     assert len(nics_named(emu, "hs-vm1-hairpin-nic")) == 1
     assert len(nics_named(emu, "hs-vm2-hairpin-nic")) == 1
     again = approve_and_apply(ctx)
@@ -72,7 +72,7 @@ def test_429_longer_than_the_budget_stops_cleanly_and_resumes(estate):
     assert out.status == "pending" and out.resumable, out.reasons
     assert any("budget" in r for r in out.reasons)
     assert emu.power_state(VM2) == "deallocated"
-    recs = ctx.journal.open_records(OPEN_DEALLOCATED)
+    recs = ctx.journal.open_records(RecordKind.DEALLOCATED)
     assert [r.vm_id.lower() for r in recs] == [VM2.lower()]  # the resumable record
     assert_consistent(emu, ctx)
     # Any next run starts it first, then converges.
@@ -110,7 +110,7 @@ def test_lro_failed_at_each_step(estate, method, path):
     assert out.vm("hs-vm1") is None  # never went on to the serving VM
     assert emu.power_state(VM2) == "running"  # restarted after the failure
     assert emu.power_state(VM1) == "running"
-    assert ctx.journal.open_records(OPEN_DEALLOCATED) == []
+    assert ctx.journal.open_records(RecordKind.DEALLOCATED) == []
     assert_consistent(emu, ctx)
     assert_converges(emu, ctx)
 
@@ -174,7 +174,7 @@ def test_dropped_connections(estate):
     # A dropped POST is not retried by the SDK: the run fails cleanly, the VM stays up.
     assert out.status in ("applied", "failed"), out.reasons
     assert emu.power_state(VM2) == "running"
-    assert ctx.journal.open_records(OPEN_DEALLOCATED) == []
+    assert ctx.journal.open_records(RecordKind.DEALLOCATED) == []
     assert_consistent(emu, ctx)
     assert_converges(emu, ctx)
 

@@ -3,15 +3,14 @@ pinned by a test that fails without its fix."""
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
 
 import pytest
 
-from shared.core.journal import OPEN_DEALLOCATED
+from shared.core.vocab import RecordKind
 from shared.services import fix_api, remediation
-from shared.services.remediation import api as remediation_api
-from shared.services.remediation import run as remediation_run
-from shared.services.remediation import vm_runner
+from shared.services.remediation.vm_runner import VmRunner
 from tests.support.remediation import CLI, VM1, VM2, arm_writes
 
 
@@ -36,7 +35,7 @@ def test_vm_started_after_a_no_deallocation_plan_is_not_deallocated(estate):
     assert [(v.vm_name, v.needs_deallocation) for v in pr.plan.vms] == [("hs-vm2", False)]
     emu.set_power(VM2, "running")  # an operator starts it before the run reaches it
     emu.requests.reset()
-    out = remediation_api._guarded_run(ctx, pr, CLI, None, None)  # no approval: none was needed
+    out = remediation.run_plan(ctx, pr, CLI)  # no approval: none was needed
     paths = [e.path for e in arm_writes(emu)]
     assert not any(p.endswith("/deallocate") for p in paths), paths
     assert out.status == "refused" and "plan again" in " ".join(out.reasons), out.reasons
@@ -51,19 +50,12 @@ def test_rollback_planned_while_deallocated_does_not_deallocate_a_started_vm(est
     emu.set_power(VM2, "deallocated")
     rp, nics = remediation.rollback_plan(ctx, VM2)
     assert not rp.plan.vms[0].needs_deallocation
-    original = remediation.rollback_plan
-
-    def plan_then_start(ctx_, vm_id):
-        result = original(ctx_, vm_id)
-        emu.set_power(VM2, "running")  # started between the plan and the detach
-        return result
-
-    remediation_api.rollback_plan = plan_then_start
-    try:
-        emu.requests.reset()
-        out = remediation.rollback(ctx, VM2, CLI)  # no approval: none was needed
-    finally:
-        remediation_api.rollback_plan = original
+    # Started between the plan and the detach: the operator's start lands just as the rollback
+    # reads the managed NIC, after its plan was made.
+    emu.faults.add("GET", r"/networkInterfaces/hs-vm2-hairpin-nic$",
+                   action=lambda: emu.set_power(VM2, "running"))
+    emu.requests.reset()
+    out = remediation.rollback(ctx, VM2, CLI)  # no approval: none was needed
     paths = [e.path for e in arm_writes(emu)]
     assert not any(p.endswith("/deallocate") for p in paths), paths
     assert not any(p.endswith("/runCommand") for p in paths), paths  # routes left in place
@@ -79,14 +71,12 @@ def test_failure_while_vm_is_not_settled_keeps_the_deallocated_record(power):
     journal = SimpleNamespace(close_record=lambda *a, **k: closed.append(a))
     statuses = [{"code": f"PowerState/{power}"}] if power else []
     live = {"properties": {"instanceView": {"statuses": statuses}}}
-    runner = vm_runner._VmRunner.__new__(vm_runner._VmRunner)
-    runner.run = SimpleNamespace(ctx=SimpleNamespace(journal=journal))
-    runner.v = SimpleNamespace(vm_id=VM2, vm_name="hs-vm2")
-    runner.actions = SimpleNamespace(get_vm=lambda vm_id: live)
-    runner.out = remediation.VmOutcome(VM2, "hs-vm2")
+    actions = SimpleNamespace(get_vm=lambda vm_id: live)
+    run = SimpleNamespace(ctx=SimpleNamespace(journal=journal), for_vm=lambda vm_id: actions)
+    runner = VmRunner(run, None, SimpleNamespace(vm_id=VM2, vm_name="hs-vm2"))
     runner.deallocated_by_us = True
     runner.restart_if_ours()
-    assert [c for c in closed if c and c[0] == OPEN_DEALLOCATED] == []
+    assert [c for c in closed if c and c[0] == RecordKind.DEALLOCATED] == []
     assert "next run" in " ".join(runner.out.reasons)
 
 
@@ -119,44 +109,47 @@ def test_guest_routes_never_go_via_a_nic_not_tagged_managed_true(estate):
 
 
 @pytest.mark.azurite
-def test_budget_running_out_after_the_attach_still_starts_the_vm(estate, monkeypatch):
+def test_budget_running_out_after_the_attach_still_starts_the_vm(estate):
     """The time budget is checked before each step; the start of a VM we deallocated is the
     one step it must never skip (the VM would stay down until some later trigger)."""
     emu, _, ctx = estate()
-    original = remediation_run._Run.check_budget
-
-    def budget(self, what):
-        if what.startswith("start"):
-            raise remediation_run._Stop("the time budget is nearly spent: stopped before " + what)
-        return original(self, what)
-
-    monkeypatch.setattr(remediation_run._Run, "check_budget", budget)
+    # The budget is spent the moment hs-vm1's attach (its VM PUT) is made.
+    emu.faults.add("PUT", r"/virtualMachines/hs-vm1$",
+                   action=lambda: setattr(ctx, "deadline", time.monotonic()))
     pr = remediation.plan_for_vm(ctx, VM1)
     remediation.apply(ctx, VM1, CLI, approval=pr.plan.hash)
     assert emu.power_state(VM2) == "running"
     assert emu.power_state(VM1) == "running"
-    assert ctx.journal.open_records(OPEN_DEALLOCATED) == []
+    assert ctx.journal.open_records(RecordKind.DEALLOCATED) == []
 
 
 @pytest.mark.parametrize("refs", [
-    [{"id": "P", "properties": {"primary": False}}, {"id": "M", "properties": {"primary": True}}],
-    [{"id": "M"}],  # the only NIC is the primary one
+    [("spare-nic", False), ("vm2-nic", True)],  # the NIC asked for is flagged primary
+    [("vm2-nic", None)],  # the only NIC is the primary one
 ], ids=["flagged-primary", "only-nic"])
-def test_detach_never_removes_the_primary_nic(refs):
+def test_detach_never_removes_the_primary_nic(refs, emulator, arm_clients):
     from shared.azure.actions import ArmActions, NotManaged
+    from shared.azure.clients import AzureClients, counting_writes
+    from tests.support.fixtures_emulator import RG, P
 
-    base = ("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/"
-            "Microsoft.Network/networkInterfaces/")
-    refs = [dict(r, id=base + r["id"]) for r in refs]
-    puts: list = []
-    vms = SimpleNamespace(
-        get=lambda rg, name: {"location": "x", "properties": {
-            "networkProfile": {"networkInterfaces": refs}}},
-        begin_create_or_update=lambda *a, **k: puts.append(a))
-    actions = ArmActions(SimpleNamespace(compute=SimpleNamespace(virtual_machines=vms)))
-    with pytest.raises(NotManaged):
-        actions.detach_nic(VM2, base + "M")
-    assert puts == [] and actions.writes == 0
+    emu = emulator()
+    c = arm_clients(emu)
+    c.compute.virtual_machines.begin_deallocate(RG, "vm2").result()
+    vm = c.compute.virtual_machines.get(RG, "vm2").as_dict()
+    vm["properties"].pop("instanceView", None)
+    vm["properties"]["networkProfile"]["networkInterfaces"] = [
+        {"id": f"{P}/Microsoft.Network/networkInterfaces/{name}",
+         **({"properties": {"primary": primary}} if primary is not None else {})}
+        for name, primary in refs]
+    c.compute.virtual_machines.begin_create_or_update(RG, "vm2", vm).result()
+    emu.requests.reset()
+    actions = ArmActions(AzureClients(emu.subscription_id, arm_endpoint=emu.base_url,
+                                      credential=c.credential, polling_interval=0))
+    with counting_writes() as writes, pytest.raises(NotManaged):
+        actions.detach_nic(f"{P}/Microsoft.Compute/virtualMachines/vm2",
+                           f"{P}/Microsoft.Network/networkInterfaces/vm2-nic")
+    puts = [e for e in emu.requests.writes()]
+    assert puts == [] and writes.count == 0
 
 
 def test_only_a_nic_tagged_managed_true_counts_as_ours():

@@ -6,28 +6,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.core.journal import (
-    OPEN_DEALLOCATED,
-    OPEN_VERIFIED_ROUTE,
-    RESULT_FAILED,
-    RESULT_STARTED,
-    RESULT_SUCCEEDED,
-    TRIGGER_EVENT,
-    TRIGGER_SWEEP,
-    JournalEntry,
-    Trigger,
-    cap_json,
-    subject_key,
-)
+from shared.core.journal import JournalEntry, Trigger, cap_json, subject_key
+from shared.core.vocab import JournalResult, RecordKind, TriggerKind
 from shared.storage.journal import Journal
 
 VM1 = ("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-hs"
        "/providers/Microsoft.Compute/virtualMachines/hs-vm1")
 VM2 = VM1[:-1] + "2"
-EVENT = Trigger(TRIGGER_EVENT, event_id="evt-1", principal="someone@example.com")
+EVENT = Trigger(TriggerKind.EVENT, event_id="evt-1", principal="someone@example.com")
 
 
-def entry(action="deallocate", result=RESULT_SUCCEEDED, vm_id=VM1, **kw) -> JournalEntry:
+def entry(action="deallocate", result=JournalResult.SUCCEEDED, vm_id=VM1, **kw) -> JournalEntry:
     return JournalEntry(action=action, result=result, trigger=kw.pop("trigger", EVENT),
                         operation_id=kw.pop("operation_id", "op-1"), vm_id=vm_id, **kw)
 
@@ -129,13 +118,13 @@ def test_history_is_per_vm_and_case_insensitive(journal):
 
 @pytest.mark.azurite
 def test_latest_with_filters(journal):
-    journal.append(entry(action="deallocate", result=RESULT_STARTED, plan_hash="p1"))
-    journal.append(entry(action="deallocate", result=RESULT_SUCCEEDED, plan_hash="p1"))
-    journal.append(entry(action="start", result=RESULT_FAILED, plan_hash="p1", error="boom"))
-    journal.append(entry(action="verify", result=RESULT_SUCCEEDED, plan_hash="p2"))
+    journal.append(entry(action="deallocate", result=JournalResult.STARTED, plan_hash="p1"))
+    journal.append(entry(action="deallocate", result=JournalResult.SUCCEEDED, plan_hash="p1"))
+    journal.append(entry(action="start", result=JournalResult.FAILED, plan_hash="p1", error="boom"))
+    journal.append(entry(action="verify", result=JournalResult.SUCCEEDED, plan_hash="p2"))
 
     assert journal.latest(VM1).action == "verify"
-    assert journal.latest(VM1, action="deallocate").result == RESULT_SUCCEEDED
+    assert journal.latest(VM1, action="deallocate").result == JournalResult.SUCCEEDED
     assert journal.latest(VM1, action="start").error == "boom"
     assert journal.latest(VM1, plan_hash="p1").action == "start"
     assert journal.latest(VM1, action="rollback") is None
@@ -153,8 +142,8 @@ def test_big_documents_are_capped_not_rejected(journal):
 
 @pytest.mark.azurite
 def test_entries_without_a_vm(journal):
-    sweep = Trigger(TRIGGER_SWEEP)
-    journal.append(JournalEntry(action="sweep", result=RESULT_SUCCEEDED, trigger=sweep,
+    sweep = Trigger(TriggerKind.SWEEP)
+    journal.append(JournalEntry(action="sweep", result=JournalResult.SUCCEEDED, trigger=sweep,
                                 operation_id="sweep-7", after={"vms": 12, "drift": 1}))
     [got] = journal.history(None)
     assert got.vm_id is None and got.after == {"vms": 12, "drift": 1}
@@ -165,12 +154,12 @@ def test_entries_without_a_vm(journal):
 
 @pytest.mark.azurite
 def test_left_deallocated_records(journal):
-    journal.open_record(OPEN_DEALLOCATED, VM1, operation_id="op-1", plan_hash="p1")
-    journal.open_record(OPEN_DEALLOCATED, VM2, operation_id="op-2")
+    journal.open_record(RecordKind.DEALLOCATED, VM1, operation_id="op-1", plan_hash="p1")
+    journal.open_record(RecordKind.DEALLOCATED, VM2, operation_id="op-2")
     assert {r.vm_id for r in journal.left_deallocated()} == {VM1, VM2}
 
-    journal.close_record(OPEN_DEALLOCATED, VM1.upper())  # ids compare case-insensitively
-    journal.close_record(OPEN_DEALLOCATED, VM1)  # closing twice is fine
+    journal.close_record(RecordKind.DEALLOCATED, VM1.upper())  # ids compare case-insensitively
+    journal.close_record(RecordKind.DEALLOCATED, VM1)  # closing twice is fine
     [left] = journal.left_deallocated()
     assert (left.vm_id, left.operation_id, left.plan_hash) == (VM2, "op-2", None)
     assert left.since.tzinfo is not None
@@ -190,15 +179,15 @@ def test_exclusive_open_is_first_one_wins(journal):
 
 @pytest.mark.azurite
 def test_verified_routes(journal):
-    journal.open_record(OPEN_VERIFIED_ROUTE, VM1, "10.0.1.100", operation_id="op")
-    journal.open_record(OPEN_VERIFIED_ROUTE, VM1, "10.0.1.101", operation_id="op")
-    journal.open_record(OPEN_VERIFIED_ROUTE, VM2, "10.0.1.100", operation_id="op")
+    journal.open_record(RecordKind.VERIFIED_ROUTE, VM1, "10.0.1.100", operation_id="op")
+    journal.open_record(RecordKind.VERIFIED_ROUTE, VM1, "10.0.1.101", operation_id="op")
+    journal.open_record(RecordKind.VERIFIED_ROUTE, VM2, "10.0.1.100", operation_id="op")
     vm1, vm2 = VM1.lower(), VM2.lower()
     assert journal.verified_routes() == {(vm1, "10.0.1.100"), (vm1, "10.0.1.101"),
                                          (vm2, "10.0.1.100")}
     assert journal.verified_routes(VM1.upper()) == {(vm1, "10.0.1.100"), (vm1, "10.0.1.101")}
 
-    journal.close_record(OPEN_VERIFIED_ROUTE, VM1, "10.0.1.101")  # frontend removed
+    journal.close_record(RecordKind.VERIFIED_ROUTE, VM1, "10.0.1.101")  # frontend removed
     assert journal.verified_routes(VM1) == {(vm1, "10.0.1.100")}
     # record kinds do not mix
     assert journal.left_deallocated() == []

@@ -12,29 +12,22 @@ import subprocess
 import sys
 import threading
 import time
-from types import SimpleNamespace
 
 import pytest
 
-from shared.core.drift import (
-    D_NEW_FINDING,
-    D_NEW_VIP,
-    D_NIC_DETACHED,
-    D_NIC_IN_POOL,
-    D_NIC_MISSING,
-    D_STALE,
-    plan_work,
-)
-from shared.core.journal import OPEN_VERIFIED_ROUTE, TRIGGER_SWEEP, Trigger
+from shared.core import drift
+from shared.core.journal import Trigger
+from shared.core.remediation.outcome import Outcome
 from shared.core.risk import evaluate
 from shared.core.topology import topology_from_snapshot
+from shared.core.vocab import DriftKind, RecordKind, Status, TriggerKind
 from shared.services.sweep import SweepBusy, SweepConfig, run_sweep
 from shared.settings import Settings
 from tests.support.events import RecordingRemediation, make_ctx
 from tests.support.fixtures_emulator import LOC, NSG_ID, SUB, SUBNET_ID, P, nic_doc, vm_doc
 from tests.support.paths import ROOT
 
-TRIGGER = Trigger(TRIGGER_SWEEP, principal="managed-identity")
+TRIGGER = Trigger(TriggerKind.SWEEP, principal="managed-identity")
 
 
 # --------------------------------------------------------------------------- estates
@@ -136,15 +129,15 @@ def _plan(scenario, callers, verified=()):
     topology = topology_from_snapshot({k: v for k, v in scenario.items() if k != "emulator"})
     verified = frozenset((v.lower(), ip) for v, ip in verified)
     return {w.vm_id.rsplit("/", 1)[-1]: w
-            for w in plan_work(topology, evaluate(topology, settings, verified), verified,
-                               settings)}
+            for w in drift.assess(topology, evaluate(topology, settings, verified), verified,
+                                  settings, trigger=drift.Trigger(check_guests=True))}
 
 
 def test_plan_new_findings_get_apply():
     scenario, callers = estate_doc(1, 2)
     work = _plan(scenario, callers)
     assert {n: (w.call, w.drift) for n, w in work.items()} == {
-        "vm01": ("apply", [D_NEW_FINDING]), "vm02": ("apply", [D_NEW_FINDING])}
+        "vm01": ("apply", [DriftKind.NEW_FINDING]), "vm02": ("apply", [DriftKind.NEW_FINDING])}
 
 
 def test_plan_drift_kinds():
@@ -165,10 +158,10 @@ def test_plan_drift_kinds():
                 (vm_id("vm02"), "10.0.1.200"), (vm_id("vm03"), "10.0.1.201"),
                 (vm_id("vm04"), "10.0.1.201")]
     work = _plan(scenario, callers, verified)
-    assert work["vm01"].call == "ensure_guest_routes" and work["vm01"].drift == [D_STALE]
-    assert work["vm02"].call == "ensure_guest_routes" and work["vm02"].drift == [D_NEW_VIP]
-    assert work["vm03"].call == "apply" and D_NIC_IN_POOL in work["vm03"].drift
-    assert work["vm04"].call == "apply" and work["vm04"].drift == [D_NIC_DETACHED]
+    assert work["vm01"].call == "ensure_guest_routes" and work["vm01"].drift == [DriftKind.STALE]
+    assert work["vm02"].call == "ensure_guest_routes" and work["vm02"].drift == [DriftKind.NEW_VIP]
+    assert work["vm03"].call == "apply" and DriftKind.NIC_IN_POOL in work["vm03"].drift
+    assert work["vm04"].call == "apply" and work["vm04"].drift == [DriftKind.NIC_DETACHED]
 
     # Nothing but a verified VM with a managed NIC: verify in the guest (Run Command).
     scenario, callers = estate_doc(1, 1)
@@ -178,7 +171,7 @@ def test_plan_drift_kinds():
     # Verified routes recorded but the managed NIC is gone (deleted): apply re-creates it.
     scenario, callers = estate_doc(1, 1)
     work = _plan(scenario, callers, [(vm_id("vm01"), "10.0.1.200")])
-    assert work["vm01"].call == "apply" and work["vm01"].drift == [D_NIC_MISSING]
+    assert work["vm01"].call == "apply" and work["vm01"].drift == [DriftKind.NIC_MISSING]
 
 
 def test_plan_no_run_command_for_vms_without_a_managed_nic():
@@ -239,7 +232,7 @@ def sweep_estate(emulator, storage_ns):
 @pytest.mark.azurite
 def test_sweep_summary_structure_journal_and_blob(sweep_estate):
     emu, ctx = sweep_estate()
-    ctx.journal.open_record(OPEN_VERIFIED_ROUTE, vm_id("vm01"), "10.0.1.200", operation_id="o")
+    ctx.journal.open_record(RecordKind.VERIFIED_ROUTE, vm_id("vm01"), "10.0.1.200", operation_id="o")
     rem = SlowRemediation(pools_of(), delay=0, status="pending")
     summary = run_sweep(ctx, remediation=rem, trigger=TRIGGER,
                         config=SweepConfig(run_command_workers=2, run_command_interval=0))
@@ -248,7 +241,7 @@ def test_sweep_summary_structure_journal_and_blob(sweep_estate):
         vm_id(f"vm{i:02d}").lower() for i in range(1, 7))
     d = summary.as_dict()
     assert d["complete"] and d["vms"] == 6 and d["at_risk"] == 6 and d["vms_processed"] == 6
-    assert d["drift"] == {D_NEW_FINDING: 5, D_NIC_MISSING: 1}  # vm01 had a verified route
+    assert d["drift"] == {DriftKind.NEW_FINDING: 5, DriftKind.NIC_MISSING: 1}  # vm01 had a verified route
     assert d["actions"] == {"apply:pending": 6} and d["pending_plans"] == 6
     assert d["drift_found"] == 6 and d["actions_taken"] == 0
     stored = ctx.reports.sweeps.read_json(summary.sweep_id)
@@ -267,7 +260,7 @@ def test_one_run_command_per_vm_pools_one_at_a_time_and_rate_limited(sweep_estat
     emu, ctx = sweep_estate(pools=3, per_pool=2)
     # Every VM fixed and verified: the sweep checks each guest by Run Command (verify).
     for n in range(1, 7):
-        ctx.journal.open_record(OPEN_VERIFIED_ROUTE, vm_id(f"vm{n:02d}"),
+        ctx.journal.open_record(RecordKind.VERIFIED_ROUTE, vm_id(f"vm{n:02d}"),
                                 f"10.0.1.{200 + (n - 1) // 2}", operation_id="o")
     scenario = copy.deepcopy(emu.scenario)
     for n in range(1, 7):
@@ -276,7 +269,7 @@ def test_one_run_command_per_vm_pools_one_at_a_time_and_rate_limited(sweep_estat
     def gather(ctx):
         return {k: v for k, v in scenario.items() if k != "emulator"}
 
-    rem = SlowRemediation(pools_of(), delay=0.1, status="verified")
+    rem = SlowRemediation(pools_of(), delay=0.1, status="unchanged")  # verify: every connect ok
     summary = run_sweep(ctx, remediation=rem, trigger=TRIGGER, gather=gather,
                         config=SweepConfig(run_command_workers=3, run_command_interval=0.05))
     assert summary.complete and summary.actions == {"verify:ok": 6}
@@ -290,15 +283,14 @@ def test_one_run_command_per_vm_pools_one_at_a_time_and_rate_limited(sweep_estat
 @pytest.mark.azurite
 def test_failed_guest_check_pushes_routes_again(sweep_estate):
     emu, ctx = sweep_estate(pools=1, per_pool=1)
-    ctx.journal.open_record(OPEN_VERIFIED_ROUTE, vm_id("vm01"), "10.0.1.200", operation_id="o")
+    ctx.journal.open_record(RecordKind.VERIFIED_ROUTE, vm_id("vm01"), "10.0.1.200", operation_id="o")
     scenario = copy.deepcopy(emu.scenario)
     add_managed_nic(scenario, "vm01", "10.0.1.101")
 
     class Broken(RecordingRemediation):
         def verify(self, ctx, vm, trigger):
             self._record("verify", vm, trigger)
-            return SimpleNamespace(status="failed", reasons=["verification below 100%"],
-                                   vms=[])
+            return Outcome(Status.FAILED, ["verification below 100%"], verified=False)
 
     rem = Broken("applied")
     summary = run_sweep(ctx, remediation=rem, trigger=TRIGGER,
@@ -397,7 +389,7 @@ class Hang:
         if Hang.n == 3:
             print("HANGING", flush=True)
             time.sleep(600)
-        return SimpleNamespace(status="applied", reasons=[], vms=[])
+        return Outcome(Status.APPLIED)
 
 run_sweep(ctx, remediation=Hang(), config=SweepConfig(run_command_workers=1,
                                                        run_command_interval=0))
@@ -447,9 +439,9 @@ def test_sigkill_in_the_middle_then_resume(sweep_estate, storage_ns):
 
 
 def test_rate_limiter_spaces_starts():
-    from shared.services.sweep.runner import _RateLimiter
+    from shared.services.sweep.reconcile import RateLimiter
 
-    limiter = _RateLimiter(0.05)
+    limiter = RateLimiter(0.05)
     starts = []
 
     def go():

@@ -18,6 +18,8 @@ from shared.core.events.types import (
     HANDLED_OPERATIONS,
     WRITE_SUCCESS,
 )
+from shared.core.remediation.outcome import Outcome, VmOutcome
+from shared.core.vocab import Status
 from shared.services.events import EventProcessor
 from shared.settings import Settings
 from tests.support.fixtures_emulator import LB_ID, SUB, P
@@ -165,7 +167,8 @@ class NoArm:
 
 class RecordingRemediation:
     """Stand-in for shared.services.remediation in the service tests: records each call and
-    answers with a fixed status (tests/test_events_e2e.py uses the real service)."""
+    answers with a real Outcome of a fixed status (tests/e2e/test_events_e2e.py uses the real
+    service)."""
 
     def __init__(self, status: str = "applied"):
         self.status = status
@@ -175,8 +178,10 @@ class RecordingRemediation:
     def _record(self, name, vm_id, trigger):
         with self._lock:
             self.calls.append((name, vm_id.lower()))
-        return SimpleNamespace(status=self.status, vm_id=vm_id, verified=True,
-                               message=f"{name} by test", plan_hash=None, operation_id="op")
+        status = Status(self.status)
+        return Outcome(status, [f"{name} by test"], operation_id="op",
+                       vms=[VmOutcome(vm_id, vm_id.rsplit("/", 1)[-1], status)],
+                       verified=True if status.done else None)
 
     def apply(self, ctx, vm_id, trigger, *, approval=None):
         return self._record("apply", vm_id, trigger)

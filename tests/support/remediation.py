@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from emulator.guests.modelled import ModelledGuest
-from shared.core.journal import TRIGGER_CLI, Trigger
+from shared.core.journal import Trigger
+from shared.core.vocab import TriggerKind
 from shared.services.context import ServiceContext
 from shared.settings import Settings
 from shared.storage.journal import Journal
@@ -24,7 +25,7 @@ VM1 = f"{RGP}/Microsoft.Compute/virtualMachines/hs-vm1"
 VM2 = f"{RGP}/Microsoft.Compute/virtualMachines/hs-vm2"
 NIC1 = f"{RGP}/Microsoft.Network/networkInterfaces/hs-vm1-hairpin-nic"
 NIC2 = f"{RGP}/Microsoft.Network/networkInterfaces/hs-vm2-hairpin-nic"
-CLI = Trigger(TRIGGER_CLI, principal="tester")
+CLI = Trigger(TriggerKind.CLI, principal="tester")
 # A Saturday inside "Sat 01:00-05:00 UTC" and a Wednesday outside it.
 IN_WINDOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 OUT_OF_WINDOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

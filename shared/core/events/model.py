@@ -1,24 +1,18 @@
-"""Pure: the event processor's data (no Azure SDK, no I/O; only `EventConfig.from_env` reads
-environment variables).
-
-`EventConfig` (burst window, clock skew, thresholds), `EventResult` (what happened to one event),
-the exceptions that make Event Grid deliver an event again (`TransientEventError`,
-`DeferredEvent`) and small helpers shared by the event service modules
-(`shared.services.events` and its parts).
-"""
+"""Pure: the event processor's data: `EventConfig` (burst window, clock skew, thresholds),
+`EventResult` (what happened to one event), and the exceptions that make Event Grid deliver an
+event again (`TransientEventError`, `DeferredEvent`)."""
 
 from __future__ import annotations
 
-import logging
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-log = logging.getLogger("hairpin.events")
+from shared.core.vocab import EventStatus
+from shared.settings import Settings
 
-ENV_WINDOW = "HAIRPIN_EVENT_BURST_WINDOW_SECONDS"  # Settings.event_burst_window_seconds
-ENV_SKEW = "HAIRPIN_EVENT_CLOCK_SKEW_SECONDS"  # Settings.event_clock_skew_seconds
+__all__ = ["EventConfig", "EventResult", "TransientEventError", "DeferredEvent", "one_line",
+           "parse_time"]
 
 
 @dataclass(frozen=True)
@@ -30,15 +24,9 @@ class EventConfig:
     bulk_read_threshold: int = 20  # more VMs than this in one pass: list the subscription
 
     @classmethod
-    def from_settings(cls, settings) -> EventConfig:
+    def from_settings(cls, settings: Settings) -> EventConfig:
         return cls(window_seconds=settings.event_burst_window_seconds,
                    clock_skew_seconds=settings.event_clock_skew_seconds)
-
-    @classmethod
-    def from_env(cls) -> EventConfig:
-        from shared.settings import Settings
-
-        return cls.from_settings(Settings.from_env())
 
 
 @dataclass
@@ -46,7 +34,7 @@ class EventResult:
     """What happened to one event (also the function's log line)."""
 
     event_id: str | None
-    status: str  # rejected|ignored|duplicate|in-progress|coalesced|evaluated|gone|failed
+    status: EventStatus
     reason: str = ""
     own_write: bool = False
     operation: str | None = None
@@ -76,16 +64,14 @@ class DeferredEvent(TransientEventError):
 
 # --------------------------------------------------------------------------- helpers
 
-def _op_id() -> str:
-    return uuid.uuid4().hex
-
-
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """`Type: message`, first line, bounded (for logs and journal entries)."""
     text = f"{type(exc).__name__}: {exc}"
     return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
-def _parse_time(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
+    """An ISO time we wrote ourselves (claim records), or None."""
     if not isinstance(value, str):
         return None
     try:

@@ -1,17 +1,24 @@
 """What one event touches, read from current state: the VMs in scope and whether we wrote it.
 
 `StateReader` reads ARM documents (each at most once per pass); `is_transient` / `is_gone`
-classify what reading (or anything after it) raised. `EventScope` is a part of
-`shared.services.events.EventProcessor` (a mixin): subject -> VM ids from documents read now
-(never from the payload), and own-write recognition from the journal when the caller's claims
-do not decide it. It uses the processor's `ctx`, `config`, `identity` and `journal`.
+classify what reading (or anything after it) raised; `ScopeResolver` maps the subject to the
+VMs to evaluate and recognises our own writes from the journal when the claims do not say.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+
+from shared.azure.discovery import discover_subscription
+from shared.azure.retry import RetryBudgetExceeded
 from shared.core import arm_ids
 from shared.core.arm_docs import (
     is_managed,
@@ -20,29 +27,36 @@ from shared.core.arm_docs import (
     pool_ids_of_nic,
     vm_of_nic,
 )
-from shared.core.events import T_LB, T_NIC, T_VM, ResourceEvent, TransientEventError
-from shared.core.journal import OPEN_VERIFIED_ROUTE
+from shared.core.events import (
+    T_LB,
+    T_NIC,
+    T_VM,
+    EventConfig,
+    OwnIdentity,
+    ResourceEvent,
+    TransientEventError,
+)
+from shared.core.risk import secondary_nic_name
+from shared.core.vocab import JournalAction, JournalResult, RecordKind
+from shared.services.context import ServiceContext
+from shared.services.events.claims import ClaimStore
+from shared.storage.locks import LockBusy, LockLost
+from shared.storage.reports import CheckpointConflict
 
-OWN_JOURNAL_ACTIONS_EXCLUDED = ("event", "event-rejected", "sweep")
+__all__ = ["StateReader", "ScopeResolver", "is_transient", "is_gone"]
+
+# Journal actions that are not writes of ours to a VM (they never make an event "ours").
+OWN_JOURNAL_ACTIONS_EXCLUDED = (JournalAction.EVENT, JournalAction.EVENT_REJECTED,
+                                JournalAction.SWEEP)
 
 
 # --------------------------------------------------------------------------- error classes
 
 def is_transient(exc: BaseException) -> bool:
     """Would the same call probably work later? (throttling, 5xx, network, busy lock)"""
-    from azure.core.exceptions import (
-        HttpResponseError,
-        ResourceNotFoundError,
-        ServiceRequestError,
-        ServiceResponseError,
-    )
-
-    from shared.azure.retry import RetryBudgetExceeded
-
     if isinstance(exc, TransientEventError | RetryBudgetExceeded | ServiceRequestError
-                  | ServiceResponseError | TimeoutError | ConnectionError):
-        return True
-    if type(exc).__name__ in ("LockBusy", "LockLost", "CheckpointConflict"):
+                  | ServiceResponseError | TimeoutError | ConnectionError | LockBusy | LockLost
+                  | CheckpointConflict):
         return True
     if isinstance(exc, ResourceNotFoundError):
         return False
@@ -54,8 +68,6 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def is_gone(exc: BaseException) -> bool:
-    from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-
     return isinstance(exc, ResourceNotFoundError) or (
         isinstance(exc, HttpResponseError) and getattr(exc, "status_code", None) == 404)
 
@@ -65,7 +77,7 @@ def is_gone(exc: BaseException) -> bool:
 class StateReader:
     """Current ARM documents, each read at most once per pass (a small per-pass cache)."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self._docs: dict[str, dict | None] = {}
         self.reads = 0
@@ -106,8 +118,6 @@ class StateReader:
 
     def bulk(self, subscription_id: str) -> None:
         """Every NIC, LB and VM of a subscription in a few paged calls (for large passes)."""
-        from shared.azure.discovery import discover_subscription
-
         found = discover_subscription(self.ctx.clients(subscription_id), include_health=False,
                                       include_skus=False)
         self.reads += 1
@@ -115,17 +125,27 @@ class StateReader:
             self._docs[arm_ids.normalize(doc["id"])] = doc
 
 
-class EventScope:
-    """Scope resolution and own-write recognition (part of `EventProcessor`)."""
+class ScopeResolver:
+    """An event's subject -> the VMs to evaluate, from documents read now (never from the
+    payload); and whether we made the change, from the journal when the claims do not say."""
+
+    def __init__(self, ctx: ServiceContext, config: EventConfig, claims: ClaimStore,
+                 identity: OwnIdentity, now: Callable[[], datetime]) -> None:
+        self.ctx = ctx
+        self.config = config
+        self.claims = claims
+        self.identity = identity
+        self.now = now
+        self.journal = ctx.journal
 
     # -- scope ------------------------------------------------------------------------------
-    def _resolve(self, ev: ResourceEvent, reader: StateReader,
-                 event_time: datetime) -> tuple[set[str], str | None]:
+    def resolve(self, ev: ResourceEvent, reader: StateReader,
+                event_time: datetime) -> tuple[set[str], str | None]:
         """Scope -> VM ids, from current state. (vms, reason-when-the-subject-is-gone)"""
-        memo = self._subject_memo(ev, event_time)
+        memo = self.claims.subject_memo(ev, event_time)
         if memo is not None:
             return set(memo), None
-        read_at = self._now()
+        read_at = self.now()
         vms: set[str] = set()
         gone: str | None = None
         if ev.resource_type == T_VM:
@@ -155,7 +175,7 @@ class EventScope:
             vms |= self._verified_vms(ev.subscription_id)
         if gone and vms:
             gone = None  # the subject is gone, but VMs it affected are evaluated
-        self._remember_subject(ev, read_at, sorted(vms))
+        self.claims.remember_subject(ev, read_at, sorted(vms))
         return vms, gone
 
     def _vms_of_nics(self, nic_ids: list[str], reader: StateReader) -> set[str]:
@@ -172,8 +192,6 @@ class EventScope:
     def _vms_for_missing_nic(self, ev: ResourceEvent, reader: StateReader) -> set[str]:
         """A managed NIC deleted or detached: its VM by the naming convention, else the VMs the
         journal says hold verified routes in that resource group."""
-        from shared.core.risk import secondary_nic_name
-
         rid = arm_ids.parse(ev.resource_id)
         nic_name = rid.names[0]
         suffix = secondary_nic_name("")
@@ -193,15 +211,14 @@ class EventScope:
         if self.journal is None:
             return set()
         prefix = f"/subscriptions/{subscription_id}/".lower()
-        return {r.vm_id for r in self.journal.open_records(OPEN_VERIFIED_ROUTE)
+        return {r.vm_id for r in self.journal.open_records(RecordKind.VERIFIED_ROUTE)
                 if arm_ids.normalize(r.vm_id).startswith(prefix)}
 
     # -- own writes --------------------------------------------------------------------------
-    def _own_by_journal(self, ev: ResourceEvent, vm_ids: set[str], event_time: datetime) -> bool:
+    def own_by_journal(self, ev: ResourceEvent, vm_ids: set[str], event_time: datetime) -> bool:
         """When the claims do not name the caller (or we do not know who we are): did our
         remediation write to one of these VMs around the event's time?"""
-        caller_known = bool(ev.caller.object_id or ev.caller.app_id or ev.caller.mi_resource_id)
-        if self.identity and caller_known:
+        if self.identity and ev.caller.known:
             return False  # the claims decide: someone else did it
         if self.journal is None:
             return False
@@ -211,7 +228,7 @@ class EventScope:
             for entry in self.journal.history(vm, 20):
                 if entry.action in OWN_JOURNAL_ACTIONS_EXCLUDED:
                     continue
-                if entry.result not in ("started", "succeeded"):
+                if entry.result not in (JournalResult.STARTED, JournalResult.SUCCEEDED):
                     continue
                 if event_time - window <= entry.timestamp <= event_time + skew:
                     return True

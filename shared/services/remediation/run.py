@@ -1,38 +1,39 @@
-"""One remediation run: the `_Run` wrapper (journal helper, ARM actions per subscription,
-time/lease budget), the clean-stop and refusal exceptions, and how a failure is classified
-(stopped by budget vs failed). Part of `shared.services.remediation`, which re-exports every
-name."""
+"""One remediation run: `Run` (journal helper, ARM actions per subscription, the time and lease
+budget, the ARM writes it made), the clean-stop and refusal exceptions, and how a failure is
+classified (stopped by the budget, and resumable, or failed)."""
 
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 
 from azure.core.exceptions import HttpResponseError
 
 from shared.azure.actions import ArmActions
+from shared.azure.clients import WriteTally, counting_writes
 from shared.azure.retry import RetryBudgetExceeded
 from shared.core import arm_ids
 from shared.core.journal import JournalEntry, Trigger
 from shared.core.remediation.model import Plan
 from shared.core.remediation.outcome import new_operation_id
 from shared.services.context import ServiceContext
-from shared.storage.locks import LockBusy, LockLost
+from shared.storage.locks import HeldLocks, LockBusy, LockLost
 
-DEADLINE_MARGIN_S = 30.0  # stop before a step when less than this is left of the budget
+__all__ = ["Run", "StopRun", "RefuseRun", "storage_missing", "plan_summary", "stop_reason",
+           "error_text", "left_deallocated_by_others"]
 
 
-class _Stop(Exception):
+class StopRun(Exception):
     """Stop this run cleanly: status pending, resumable."""
 
 
-class _Refuse(Exception):
-    pass
+class RefuseRun(Exception):
+    """A safety check refused this VM's run: status refused, nothing more is done."""
 
 
-# --------------------------------------------------------------------------- runner
-
-class _Run:
-    """State of one run: journal helper, actions per subscription, deadline."""
+class Run:
+    """State of one run: journal helper, actions per subscription, deadline, held locks and
+    the ARM writes made. Use as a context manager: writes inside it are counted."""
 
     def __init__(self, ctx: ServiceContext, trigger: Trigger, operation_id: str | None,
                  plan_hash: str | None = None) -> None:
@@ -40,17 +41,27 @@ class _Run:
         self.trigger = trigger
         self.op = operation_id or new_operation_id()
         self.plan_hash = plan_hash
+        self.held: HeldLocks | None = None
+        self.tally = WriteTally()
         self._actions: dict[str, ArmActions] = {}
-        self.held = None
+        self._scope = ExitStack()
+
+    def __enter__(self) -> Run:
+        self._scope.enter_context(counting_writes(self.tally))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._scope.close()
 
     def actions(self, subscription_id: str) -> ArmActions:
         key = subscription_id.lower()
         if key not in self._actions:
+            settings = self.ctx.settings
             self._actions[key] = ArmActions(
-                self.ctx.clients(subscription_id), managed_tag=self.ctx.settings.managed_tag,
+                self.ctx.clients(subscription_id), managed_tag=settings.managed_tag,
                 deadline=self.ctx.deadline,
-                run_command_timeout=self.ctx.settings.run_command_timeout_seconds,
-                conflict_backoff=getattr(self.ctx, "run_command_backoff", 1.0))
+                run_command_timeout=settings.run_command_timeout_seconds,
+                conflict_backoff=self.ctx.run_command_backoff)
         return self._actions[key]
 
     def for_vm(self, vm_id: str) -> ArmActions:
@@ -58,7 +69,7 @@ class _Run:
 
     @property
     def writes(self) -> int:
-        return sum(a.writes for a in self._actions.values())
+        return self.tally.count
 
     def journal(self, action: str, result: str, vm_id: str | None = None, *,
                 step: str | None = None, before=None, after=None, error: str | None = None):
@@ -70,28 +81,30 @@ class _Run:
             error=error))
 
     def check_budget(self, what: str) -> None:
+        """Raise StopRun when a lease was lost or the time budget is nearly spent."""
         if self.held is not None:
             self.held.check()
-        if self.ctx.deadline is not None and time.monotonic() > self.ctx.deadline - min(
-                DEADLINE_MARGIN_S, getattr(self.ctx, "deadline_margin", DEADLINE_MARGIN_S)):
-            raise _Stop(f"the time budget is nearly spent: stopped before {what}; "
-                        "the next run continues from here")
+        deadline = self.ctx.deadline
+        if deadline is not None and time.monotonic() > deadline - self.ctx.deadline_margin:
+            raise StopRun(f"the time budget is nearly spent: stopped before {what}; "
+                          "the next run continues from here")
 
 
-def _needs_storage(ctx: ServiceContext) -> str | None:
+def storage_missing(ctx: ServiceContext) -> str | None:
+    """Why remediation cannot run here without storage (journal and locks), or None."""
     if ctx.journal is None or ctx.locks is None:
         return ("remediation needs storage for its journal and locks: set "
                 "HAIRPIN_STORAGE_CONNECTION or AzureWebJobsStorage")
     return None
 
 
-def _summary(plan: Plan) -> dict:
+def plan_summary(plan: Plan) -> dict:
     return {"hash": plan.hash, "order": [v.vm_name for v in plan.vms],
             "deallocates": [v.vm_name for v in plan.vms if v.needs_deallocation],
             "steps": [f"{s.vm_name}:{s.kind}" for s in plan.steps]}
 
 
-def _stop_reason(exc: BaseException) -> str | None:
+def stop_reason(exc: BaseException) -> str | None:
     """A reason when `exc` means "stopped by budget" (clean, resumable)."""
     seen = set()
     while exc is not None and id(exc) not in seen:
@@ -102,19 +115,20 @@ def _stop_reason(exc: BaseException) -> str | None:
             return f"busy: {exc}"
         if isinstance(exc, LockLost):
             return f"lock lost: {exc}"
-        if isinstance(exc, _Stop):
+        if isinstance(exc, StopRun):
             return str(exc)
         exc = exc.__cause__ or exc.__context__
     return None
 
 
-def _error_text(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
     if isinstance(exc, HttpResponseError):
         return f"{exc.status_code} {exc.message or exc}".splitlines()[0][:500]
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
 
 
-def _left_deallocated_by_others(ctx: ServiceContext, op: str) -> list[str]:
+def left_deallocated_by_others(ctx: ServiceContext, op: str) -> list[str]:
+    """VMs an unfinished run of ours (another operation) left deallocated."""
     if ctx.journal is None:
         return []
     return [r.vm_id for r in ctx.journal.left_deallocated() if r.operation_id != op]

@@ -1,6 +1,5 @@
 """Remediation targets and plans: parse a target (VM resource ID or finding ID), observe its
-subscription live, and build the `PlanResult` (for a VM, a finding, or one VM narrowed).
-Part of `shared.services.remediation`, which re-exports every name."""
+subscription live, and build the `PlanResult` (for a VM, a finding, or one VM narrowed)."""
 
 from __future__ import annotations
 
@@ -17,8 +16,9 @@ from shared.core.arm_ids import normalize
 from shared.core.remediation import plan as planning
 from shared.core.remediation.model import Plan
 from shared.core.remediation.outcome import Outcome
+from shared.core.scope import ScopeError, resolve_subscriptions
 from shared.core.topology import Topology, topology_from_snapshot
-from shared.core.vocab import Status, StepKind
+from shared.core.vocab import PowerState, Status, StepKind
 from shared.services.context import ServiceContext
 
 FINDING_ID = re.compile(r"\Ahp-[0-9a-f]{20}\Z")
@@ -72,34 +72,32 @@ def parse_target(text: Any) -> tuple[str, str]:
                       "(hp- followed by 20 hex digits)")
 
 
-def _subscriptions(ctx: ServiceContext, explicit: str | None) -> list[str]:
-    if explicit:
-        if not arm_ids.is_subscription_id(explicit):
-            raise TargetError(f"{explicit[:60]!r} is not a subscription ID")
-        return [explicit.lower()]
-    subs = list(ctx.settings.subscriptions)
-    env = os.environ.get("AZURE_SUBSCRIPTION_ID")
-    if not subs and env:
-        subs = [env.lower()]
+def subscriptions_for(ctx: ServiceContext, explicit: str | None) -> tuple[str, ...]:
+    """Where to look for a finding (`shared.core.scope.resolve_subscriptions`)."""
+    try:
+        subs = resolve_subscriptions(explicit, ctx.settings.subscriptions, os.environ)
+    except ScopeError as exc:
+        raise TargetError(str(exc)) from None
     if not subs:
-        raise TargetError("no subscription: pass --subscription or set AZURE_SUBSCRIPTION_ID "
-                          "or HAIRPIN_SUBSCRIPTIONS")
+        raise TargetError("no subscription: pass --subscription or set HAIRPIN_SUBSCRIPTIONS "
+                          "or AZURE_SUBSCRIPTION_ID")
     return subs
 
 
-def _verified(ctx: ServiceContext) -> frozenset:
+def verified_routes(ctx: ServiceContext) -> frozenset:
+    """(VM key, frontend IP) pairs the journal records as fixed and verified."""
     return ctx.journal.verified_routes() if ctx.journal is not None else frozenset()
 
 
-def _observe(ctx: ServiceContext, subscription_id: str, *, with_verified: bool = True):
+def observe(ctx: ServiceContext, subscription_id: str, *, with_verified: bool = True):
     snapshot = discover_subscription(ctx.clients(subscription_id))
-    topology = _assume_resumed(ctx, topology_from_snapshot(snapshot))
+    topology = assume_resumed(ctx, topology_from_snapshot(snapshot))
     evaluation = risk.evaluate(topology, ctx.settings,
-                               _verified(ctx) if with_verified else ())
+                               verified_routes(ctx) if with_verified else ())
     return snapshot, topology, evaluation
 
 
-def _assume_resumed(ctx: ServiceContext, topology: Topology) -> Topology:
+def assume_resumed(ctx: ServiceContext, topology: Topology) -> Topology:
     """VMs this project left deallocated are started again first by any run: plan them as
     running, so the plan (and its hash) is the one that will run."""
     if ctx.journal is None:
@@ -109,13 +107,14 @@ def _assume_resumed(ctx: ServiceContext, topology: Topology) -> Topology:
     changed = False
     for key in keys:
         vm = vms.get(key)
-        if vm is not None and vm.power_state in ("deallocated", "stopped"):
-            vms[key] = dataclasses.replace(vm, power_state="running")
+        if vm is not None and vm.power_state is not None and vm.power_state.is_down:
+            vms[key] = dataclasses.replace(vm, power_state=PowerState.RUNNING)
             changed = True
     return dataclasses.replace(topology, vms=MappingProxyType(vms)) if changed else topology
 
 
-def _build(ctx, snapshot, topology, evaluation, subscription_id, vm_ids, target) -> PlanResult:
+def build_plan_result(ctx, snapshot, topology, evaluation, subscription_id, vm_ids,
+                      target) -> PlanResult:
     plan = planning.build_plan(evaluation.findings, topology, ctx.settings, vm_ids=vm_ids,
                                etags=planning.etags_from_documents(snapshot["resources"]),
                                target=target)
@@ -128,11 +127,11 @@ def plan_for_vm(ctx: ServiceContext, vm_id: str) -> PlanResult:
     if kind != "vm":
         raise TargetError("expected a VM resource ID")
     sub = arm_ids.parse(vm_id).subscription
-    snapshot, topology, evaluation = _observe(ctx, sub)
+    snapshot, topology, evaluation = observe(ctx, sub)
     vm = topology.vms.get(normalize(vm_id))
     if vm is None:
         raise TargetError(f"VM {vm_id} was not found in subscription {sub}", 404)
-    return _build(ctx, snapshot, topology, evaluation, sub, [vm.id],
+    return build_plan_result(ctx, snapshot, topology, evaluation, sub, [vm.id],
                   {"vm_id": vm.id, "vm_name": vm.name})
 
 
@@ -141,14 +140,14 @@ def plan_for_finding(ctx: ServiceContext, finding_id: str,
     kind, fid = parse_target(finding_id)
     if kind != "finding":
         raise TargetError("expected a finding ID (hp-...)")
-    for sub in _subscriptions(ctx, subscription_id):
-        snapshot, topology, evaluation = _observe(ctx, sub, with_verified=False)
+    for sub in subscriptions_for(ctx, subscription_id):
+        snapshot, topology, evaluation = observe(ctx, sub, with_verified=False)
         finding = evaluation.finding(fid)
         if finding is None:
             continue
         # Re-evaluate with verified routes: a fixed finding yields an empty plan.
-        evaluation = risk.evaluate(topology, ctx.settings, _verified(ctx))
-        return _build(ctx, snapshot, topology, evaluation, sub, [finding.vm_id],
+        evaluation = risk.evaluate(topology, ctx.settings, verified_routes(ctx))
+        return build_plan_result(ctx, snapshot, topology, evaluation, sub, [finding.vm_id],
                       {"finding_id": fid, "vm_id": finding.vm_id, "vm_name": finding.vm_name})
     raise TargetError(f"finding {fid} was not found (it may be fixed, or in another "
                       "subscription: pass the subscription)", 404)
@@ -161,24 +160,24 @@ def plan_for_target(ctx: ServiceContext, target: str,
         ctx, value, subscription_id)
 
 
-def _observe_vm(ctx: ServiceContext, vm_id: str, not_a_vm: str):
+def observe_vm(ctx: ServiceContext, vm_id: str, not_a_vm: str):
     """The live estate of a VM's subscription (findings without verified routes, so every
     at-risk frontend is covered) and the VM itself; TargetError when it is not there."""
     kind, vm_id = parse_target(vm_id)
     if kind != "vm":
         raise TargetError(not_a_vm)
     sub = arm_ids.parse(vm_id).subscription
-    snapshot, topology, evaluation = _observe(ctx, sub, with_verified=False)
+    snapshot, topology, evaluation = observe(ctx, sub, with_verified=False)
     vm = topology.vms.get(normalize(vm_id))
     if vm is None:
         raise TargetError(f"VM {vm_id} was not found in subscription {sub}", 404)
     return sub, snapshot, topology, evaluation, vm
 
 
-def _single_vm_plan(ctx: ServiceContext, vm_id: str, *, needs_nic: bool = True):
+def single_vm_plan(ctx: ServiceContext, vm_id: str, *, needs_nic: bool = True):
     """PlanResult narrowed to one VM, or an Outcome saying why not."""
-    sub, snapshot, topology, evaluation, vm = _observe_vm(ctx, vm_id, "expected a VM resource ID")
-    pr = _build(ctx, snapshot, topology, evaluation, sub, [vm.id],
+    sub, snapshot, topology, evaluation, vm = observe_vm(ctx, vm_id, "expected a VM resource ID")
+    pr = build_plan_result(ctx, snapshot, topology, evaluation, sub, [vm.id],
                 {"vm_id": vm.id, "vm_name": vm.name})
     v = pr.plan.vm(vm.id)
     if v is None:

@@ -1,58 +1,60 @@
 """The drift sweep's checkpoint: resume where a stopped sweep left off.
 
-One Blob document (`ReportStore.checkpoints`, ETag-conditional) holds the summary so far and the
-VMs already done; it is saved after each VM and deleted when a sweep completes.
-`SweepCheckpoint` is a part of `shared.services.sweep.Sweep` (a mixin): it uses the sweep's
-`ctx`, `checkpoint_name`, `_lock`, `_etag` and `_done`.
+One Blob document (`ReportStore.checkpoints`, ETag-conditional) holds the summary so far and
+the VMs already done; it is saved after each VM and deleted when a sweep completes.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from datetime import UTC, datetime
 
 from shared.core.sweep_summary import SweepSummary
+from shared.storage.reports import ReportStore
+
+__all__ = ["SweepCheckpoint"]
 
 log = logging.getLogger("hairpin.sweep")
 
 
 class SweepCheckpoint:
-    """Load, save and clear the checkpoint (part of `Sweep`)."""
+    """The summary so far and the VMs done (`done`: drift keys), kept in Blob storage when
+    there is storage (in memory otherwise)."""
 
-    # -- checkpoint -------------------------------------------------------------------------
-    def _checkpoints(self):
-        reports = getattr(self.ctx, "reports", None)
-        return reports.checkpoints if reports is not None else None
+    def __init__(self, reports: ReportStore | None, name: str = "sweep") -> None:
+        self._store = reports.checkpoints if reports is not None else None
+        self.name = name
+        self.done: set[str] = set()
+        self.lock = threading.Lock()  # the reconcile's workers save through one checkpoint
+        self._etag: str | None = None
 
-    def _load(self) -> SweepSummary:
-        store = self._checkpoints()
-        found = store.get(self.checkpoint_name) if store is not None else None
+    def load(self) -> SweepSummary:
+        """The stopped sweep's summary (resumed), or a new sweep's."""
+        found = self._store.get(self.name) if self._store is not None else None
         if found is not None and isinstance(found.value, dict) and "summary" in found.value:
             self._etag = found.etag
-            self._done = set(found.value.get("done") or [])
+            self.done = set(found.value.get("done") or [])
             summary = SweepSummary.from_dict(found.value["summary"])
             summary.resumed = True
             summary.runs += 1
             summary.errors = summary.errors[-50:]
-            log.info("sweep %s resumed: %d VMs already done", summary.sweep_id, len(self._done))
+            log.info("sweep %s resumed: %d VMs already done", summary.sweep_id, len(self.done))
             return summary
         now = datetime.now(UTC)
-        summary = SweepSummary(sweep_id=f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
-                               started_at=now.isoformat())
-        return summary
+        return SweepSummary(sweep_id=f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
+                            started_at=now.isoformat())
 
-    def _save(self, summary: SweepSummary, phase: str) -> None:
-        store = self._checkpoints()
-        if store is None:
+    def save(self, summary: SweepSummary, phase: str) -> None:
+        if self._store is None:
             return
-        with self._lock:
-            value = {"summary": summary.as_dict(), "done": sorted(self._done), "phase": phase,
+        with self.lock:
+            value = {"summary": summary.as_dict(), "done": sorted(self.done), "phase": phase,
                      "saved_at": datetime.now(UTC).isoformat()}
-            self._etag = store.put(self.checkpoint_name, value, etag=self._etag).etag
+            self._etag = self._store.put(self.name, value, etag=self._etag).etag
 
-    def _clear(self) -> None:
-        store = self._checkpoints()
-        if store is not None and self._etag is not None:
-            store.delete(self.checkpoint_name, etag=self._etag)
+    def clear(self) -> None:
+        if self._store is not None and self._etag is not None:
+            self._store.delete(self.name, etag=self._etag)
             self._etag = None

@@ -1,0 +1,37 @@
+"""Pure: which subscriptions a run covers: the one rule every entry point uses.
+
+An explicit choice (`--subscription`, a request's `subscription_id`) wins; else the configured
+scope (HAIRPIN_SUBSCRIPTIONS); else the ambient default (AZURE_SUBSCRIPTION_ID, as the Azure
+CLI and SDKs use it). The audit and remediation used to disagree on the last two; this order is
+the one documented in docs/operations.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from shared.core import arm_ids
+
+__all__ = ["ScopeError", "resolve_subscriptions", "AMBIENT_SUBSCRIPTION"]
+
+AMBIENT_SUBSCRIPTION = "AZURE_SUBSCRIPTION_ID"
+
+
+class ScopeError(ValueError):
+    """No subscription, or one that is not a subscription ID."""
+
+
+def resolve_subscriptions(explicit: Iterable[str] | str | None, configured: Iterable[str],
+                          environ: Mapping[str, str]) -> tuple[str, ...]:
+    """Lowercase, sorted, unique subscription IDs (empty: none chosen anywhere)."""
+    if isinstance(explicit, str):
+        explicit = [explicit]
+    chosen = [s.strip() for s in explicit or () if s and s.strip()]
+    if not chosen:
+        chosen = list(configured)
+    if not chosen and environ.get(AMBIENT_SUBSCRIPTION, "").strip():
+        chosen = [environ[AMBIENT_SUBSCRIPTION].strip()]
+    bad = [s for s in chosen if not arm_ids.is_subscription_id(s)]
+    if bad:
+        raise ScopeError("not a subscription ID (GUID): " + ", ".join(s[:60] for s in bad))
+    return tuple(sorted({s.lower() for s in chosen}))
