@@ -2,9 +2,9 @@
 
 `ResourceGraphService.query` serves `POST /providers/Microsoft.ResourceGraph/resources`
 (api-version 2021-03-01 / 2022-10-01): it turns the raw ARM documents into ARG rows, runs the
-client's KQL text with `emulator.graph.kql`, pages the result (at most 1,000 rows a page, opaque skip
-token) and enforces ARG's per-caller quota (15 queries per 5 s window by default), with the
-`x-ms-user-quota-*` headers on every answer and 429 + Retry-After past the quota.
+client's KQL text with `emulator.graph.kql`, pages the result (at most 1,000 rows a page,
+opaque skip token) and enforces ARG's per-caller quota (15 queries per 5 s window by default),
+with the `x-ms-user-quota-*` headers on every answer and 429 + Retry-After past the quota.
 """
 
 from __future__ import annotations

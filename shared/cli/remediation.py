@@ -77,8 +77,8 @@ def cmd_apply(args) -> int:
     from shared.services import remediation
 
     try:
-        out = remediation.apply(context_from_env(), _target(args), cli_trigger(), approval=args.approve,
-                                subscription_id=_subscription(args))
+        out = remediation.apply(context_from_env(), _target(args), cli_trigger(),
+                                approval=args.approve, subscription_id=_subscription(args))
     except remediation.TargetError as exc:
         raise _usage(exc) from None
     if out.status == "pending" and out.plan and not args.approve and args.format == "text":
@@ -100,7 +100,8 @@ def cmd_rollback(args) -> int:
     from shared.services import remediation
 
     try:
-        out = remediation.rollback(context_from_env(), args.vm, cli_trigger(), approval=args.approve)
+        out = remediation.rollback(context_from_env(), args.vm, cli_trigger(),
+                                   approval=args.approve)
     except remediation.TargetError as exc:
         raise _usage(exc) from None
     if args.format == "text" and out.plan and out.status == "pending":

@@ -63,8 +63,9 @@ def test_audit_mode_never_writes_and_plan_mode_is_pending():
 def test_on_demand_deallocation_needs_the_exact_plan_hash():
     t, doc = _topology()
     p = _plan(t, doc)
-    assert guard.decide(p, t, APPLY, trigger_kind=TriggerKind.CLI, now=IN_WINDOW).status == "pending"
-    stale = guard.decide(p, t, APPLY, trigger_kind=TriggerKind.CLI, now=IN_WINDOW, approval="0" * 64)
+    cli = TriggerKind.CLI
+    assert guard.decide(p, t, APPLY, trigger_kind=cli, now=IN_WINDOW).status == "pending"
+    stale = guard.decide(p, t, APPLY, trigger_kind=cli, now=IN_WINDOW, approval="0" * 64)
     assert stale.status == "refused" and "stale approval" in stale.reasons[0]
     ok = guard.decide(p, t, APPLY, trigger_kind=TriggerKind.CLI, now=IN_WINDOW, approval=p.hash)
     assert ok.allowed and ok.may_deallocate

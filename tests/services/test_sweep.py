@@ -232,7 +232,8 @@ def sweep_estate(emulator, storage_ns):
 @pytest.mark.azurite
 def test_sweep_summary_structure_journal_and_blob(sweep_estate):
     emu, ctx = sweep_estate()
-    ctx.journal.open_record(RecordKind.VERIFIED_ROUTE, vm_id("vm01"), "10.0.1.200", operation_id="o")
+    ctx.journal.open_record(RecordKind.VERIFIED_ROUTE, vm_id("vm01"), "10.0.1.200",
+                            operation_id="o")
     rem = SlowRemediation(pools_of(), delay=0, status="pending")
     summary = run_sweep(ctx, remediation=rem, trigger=TRIGGER,
                         config=SweepConfig(run_command_workers=2, run_command_interval=0))
@@ -241,7 +242,8 @@ def test_sweep_summary_structure_journal_and_blob(sweep_estate):
         vm_id(f"vm{i:02d}").lower() for i in range(1, 7))
     d = summary.as_dict()
     assert d["complete"] and d["vms"] == 6 and d["at_risk"] == 6 and d["vms_processed"] == 6
-    assert d["drift"] == {DriftKind.NEW_FINDING: 5, DriftKind.NIC_MISSING: 1}  # vm01 had a verified route
+    # vm01 had a verified route
+    assert d["drift"] == {DriftKind.NEW_FINDING: 5, DriftKind.NIC_MISSING: 1}
     assert d["actions"] == {"apply:pending": 6} and d["pending_plans"] == 6
     assert d["drift_found"] == 6 and d["actions_taken"] == 0
     stored = ctx.reports.sweeps.read_json(summary.sweep_id)
@@ -283,7 +285,8 @@ def test_one_run_command_per_vm_pools_one_at_a_time_and_rate_limited(sweep_estat
 @pytest.mark.azurite
 def test_failed_guest_check_pushes_routes_again(sweep_estate):
     emu, ctx = sweep_estate(pools=1, per_pool=1)
-    ctx.journal.open_record(RecordKind.VERIFIED_ROUTE, vm_id("vm01"), "10.0.1.200", operation_id="o")
+    ctx.journal.open_record(RecordKind.VERIFIED_ROUTE, vm_id("vm01"), "10.0.1.200",
+                            operation_id="o")
     scenario = copy.deepcopy(emu.scenario)
     add_managed_nic(scenario, "vm01", "10.0.1.101")
 

@@ -158,16 +158,17 @@ def decide(plan: Plan, topology: Topology, settings: Settings, *, trigger_kind: 
     if dealloc:
         names = ", ".join(v.vm_name for v in dealloc)
         if approval is None:
-            return Decision(Verdict.PENDING, (f"the plan deallocates {names}: approve this exact plan "
-                                      f"with --approve {plan.hash} (HTTP: \"approve\")",))
+            return Decision(Verdict.PENDING, (
+                f"the plan deallocates {names}: approve this exact plan with --approve "
+                f"{plan.hash} (HTTP: \"approve\")",))
         if approval.strip().lower() != plan.hash:
-            return Decision(Verdict.REFUSED, (f"stale approval: approved {approval.strip()[:64]} but "
-                                      f"the plan is now {plan.hash} (the estate or the plan "
-                                      "changed); review the plan again",))
+            return Decision(Verdict.REFUSED, (
+                f"stale approval: approved {approval.strip()[:64]} but the plan is now "
+                f"{plan.hash} (the estate or the plan changed); review the plan again",))
         return Decision(Verdict.RUN, (f"approved plan {plan.hash}",), True)
     if approval is not None and approval.strip().lower() != plan.hash:
-        return Decision(Verdict.REFUSED, (f"stale approval: approved {approval.strip()[:64]} but the "
-                                  f"plan is now {plan.hash}",))
+        return Decision(Verdict.REFUSED, (f"stale approval: approved {approval.strip()[:64]} "
+                                          f"but the plan is now {plan.hash}",))
     return Decision(Verdict.RUN, ("no deallocation needed: Run Command only",))
 
 

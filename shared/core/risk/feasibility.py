@@ -190,8 +190,9 @@ class Feasibility:
         else:
             sku = self.t.sku(vm.size)
             if sku is None or sku.max_nics is None:
-                d.unknowns.append(Issue("nic_limit_unknown", f"size {vm.size} has no "
-                                                             "MaxNetworkInterfaces in the SKU list"))
+                d.unknowns.append(Issue(
+                    "nic_limit_unknown", f"size {vm.size} has no MaxNetworkInterfaces in the "
+                                         "SKU list"))
             elif len(vm.nic_keys) >= sku.max_nics:
                 d.blockers.append(Issue(
                     "nic_limit_reached", f"size {vm.size} allows {sku.max_nics} NICs and the VM "

@@ -1,4 +1,5 @@
-"""Pure: the result types of the risk evaluation (`shared.core.risk.evaluate.evaluate`) and the finding ID.
+"""Pure: the result types of the risk evaluation (`shared.core.risk.evaluate`) and the finding
+ID.
 
 `Finding` (one per VM and internal frontend, with its `Port`s and `Remediation`), `NotAffected`,
 `Issue`, and `Evaluation`, the whole result; `as_dict` gives the shape of the JSON report
