@@ -1,8 +1,8 @@
 """Benchmark: ARM requests for a full audit of a generated 2,000-VM subscription on the emulator.
 
-The estate is bench_evaluate's generator (VMs with two NICs each, ILBs with 2-5 frontends and
+The estate is `bench/estate.py`'s (VMs with two NICs each, ILBs with 2-5 frontends and
 NIC-based pools). Both discovery paths of `shared.services.audit.gather` run against the local
-ARM emulator; its request log counts every request by kind. Target (issue 3): O(pages), never
+ARM emulator; its request log counts every request by kind. Target: O(pages), never
 one GET per resource: the only per-item requests are the rule-health reads (ARM has no bulk
 health API), one long-running operation per rule that can hairpin.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_evaluate import generate  # noqa: E402
+from estate import generate  # noqa: E402
 
 from shared.core.topology import topology_from_snapshot
 

@@ -2,7 +2,7 @@
 writes, starts/restarts, re-deliveries of the same event id, shuffled out of order) arrive
 within the burst window at several host instances at once, as Event Grid pushes them.
 
-Target (issue 6): exactly one evaluation pass per VM within the burst window and at most one
+Target: exactly one evaluation pass per VM within the burst window and at most one
 remediation per VM; the ARM request count is printed (the event path and the remediation's own
 reads separately).
 
@@ -35,8 +35,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from emulator.server import Emulator  # noqa: E402
-from shared.core.events import identity_from_jwt  # noqa: E402
-from shared.services.events import DeferredEvent, EventConfig, EventProcessor  # noqa: E402
+from shared.core.events import DeferredEvent, EventConfig, identity_from_jwt  # noqa: E402
+from shared.services.events import EventProcessor  # noqa: E402
 from tests.services.test_sweep import estate_doc  # noqa: E402
 from tests.support.events import arm_event, make_ctx, make_settings  # noqa: E402
 
@@ -119,6 +119,100 @@ def storm(vm_ids: list[str], nic_ids: list[str], n_events: int, seed: int = 6) -
     return events
 
 
+class StormRig:
+    """The emulator (with the remediation on its own identity), Azurite when asked, and the
+    function host instances the events are delivered to."""
+
+    def __init__(self, args) -> None:
+        from emulator.identity import DEFAULT_IDENTITY, Identity
+
+        per_pool = 10
+        self.scenario, self.callers = estate_doc(max(1, args.vms // per_pool), per_pool)
+        self.remediator = Identity("33333333-3333-4333-8333-333333333333",
+                                   "44444444-4444-4444-8444-444444444444", "remediation")
+        self.tmp = tempfile.TemporaryDirectory(prefix="bench-storm-")
+        self.proc = None
+        # No Retry-After on LROs: the clients poll at once (polling_interval 0, as in the tests).
+        self.emu = Emulator(self.scenario, identities=[DEFAULT_IDENTITY, self.remediator])
+        self.args = args
+
+    def __enter__(self) -> StormRig:
+        import os
+
+        from azure.identity import ManagedIdentityCredential
+
+        self.emu.start()
+        os.environ.update(self.emu.env())
+        ns = None
+        if self.args.storage == "azurite":
+            from emulator import azurite as storage_emulator
+
+            self.proc, azurite = storage_emulator.start(Path(self.tmp.name))
+            ns = Namespace(azurite)
+        settings = make_settings(self.emu, ns, HAIRPIN_MODE="plan",
+                                 HAIRPIN_DECLARED_CALLERS=json.dumps(self.callers))
+        ctx = make_ctx(self.emu, ns, settings)
+        rem_ctx = make_ctx(self.emu, ns, settings)
+        rem_ctx.credential = ManagedIdentityCredential(client_id=self.remediator.client_id)
+        rem_ctx.journal, rem_ctx.locks, rem_ctx.reports = ctx.journal, ctx.locks, ctx.reports
+        if self.args.remediation == "real":
+            from shared.services import remediation as target
+        else:
+            target = Recording()
+        self.rem = CountingRemediation(target, rem_ctx)
+        me = identity_from_jwt(self.emu.token_for())
+        config = EventConfig(window_seconds=self.args.window, clock_skew_seconds=5)
+        self.hosts = [EventProcessor(ctx, remediation=self.rem, identity=me, config=config)
+                      for _ in range(self.args.instances)]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.emu.stop()
+        if self.proc is not None:
+            from emulator import azurite as storage_emulator
+
+            storage_emulator.stop(self.proc)
+        self.tmp.cleanup()
+
+    def vm_and_nic_ids(self) -> tuple[list[str], list[str]]:
+        vms = sorted((d["id"] for d in self.scenario["resources"]
+                      if d["type"] == "Microsoft.Compute/virtualMachines"), key=str.lower)
+        nics = [v.replace("Microsoft.Compute/virtualMachines/", "Microsoft.Network/"
+                          "networkInterfaces/") + "-nic" for v in vms]
+        return vms, nics
+
+
+class Delivery:
+    """Events delivered concurrently, round-robin over the host instances."""
+
+    def __init__(self) -> None:
+        self.statuses: Counter = Counter()
+        self.passes: Counter = Counter()
+        self.deferred = 0
+        self.elapsed = 0.0
+        self.lock = threading.Lock()
+
+    def run(self, hosts: list, events: list[dict], workers: int) -> Delivery:
+        def deliver(i_raw):
+            i, raw = i_raw
+            try:
+                r = hosts[i % len(hosts)].handle(raw)
+            except DeferredEvent:
+                with self.lock:
+                    self.deferred += 1
+                return
+            with self.lock:
+                self.statuses[r.status] += 1
+                for vm in r.evaluated:
+                    self.passes[vm.lower()] += 1
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(deliver, enumerate(events)))
+        self.elapsed = time.perf_counter() - start
+        return self
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=1000)
@@ -129,112 +223,43 @@ def main(argv=None) -> int:
     ap.add_argument("--storage", choices=("azurite", "memory"), default="azurite")
     ap.add_argument("--remediation", choices=("real", "record"), default="real")
     args = ap.parse_args(argv)
-
-    per_pool = 10
-    pools = max(1, args.vms // per_pool)
-    scenario, callers = estate_doc(pools, per_pool)
-    proc = None
-    tmp = tempfile.TemporaryDirectory(prefix="bench-storm-")
-    from emulator.identity import DEFAULT_IDENTITY, Identity
-
-    remediator = Identity("33333333-3333-4333-8333-333333333333",
-                          "44444444-4444-4444-8444-444444444444", "remediation")
-    # No Retry-After on LROs: the clients poll at once (polling_interval 0, as in the tests).
-    emu = Emulator(scenario, identities=[DEFAULT_IDENTITY, remediator]).start()
-    try:
-        import os
-
-        os.environ.update(emu.env())
-        ns = None
-        if args.storage == "azurite":
-            from emulator import azurite as storage_emulator
-
-            proc, azurite = storage_emulator.start(Path(tmp.name))
-            ns = Namespace(azurite)
-        settings = make_settings(emu, ns, HAIRPIN_MODE="plan",
-                                 HAIRPIN_DECLARED_CALLERS=json.dumps(callers))
-        ctx = make_ctx(emu, ns, settings)
-        rem_ctx = make_ctx(emu, ns, settings)
-        from azure.identity import ManagedIdentityCredential
-
-        rem_ctx.credential = ManagedIdentityCredential(client_id=remediator.client_id)
-        rem_ctx.journal, rem_ctx.locks, rem_ctx.reports = ctx.journal, ctx.locks, ctx.reports
-        if args.remediation == "real":
-            from shared.services import remediation as target
-        else:
-            target = Recording()
-        rem = CountingRemediation(target, rem_ctx)
-        me = identity_from_jwt(emu.token_for())
-        config = EventConfig(window_seconds=args.window, clock_skew_seconds=5)
-        hosts = [EventProcessor(ctx, remediation=rem, identity=me, config=config)
-                 for _ in range(args.instances)]
-
-        vms = sorted((d["id"] for d in scenario["resources"]
-                      if d["type"] == "Microsoft.Compute/virtualMachines"), key=str.lower)
-        nics = [v.replace("Microsoft.Compute/virtualMachines/", "Microsoft.Network/"
-                          "networkInterfaces/") + "-nic" for v in vms]
+    with StormRig(args) as rig:
+        vms, nics = rig.vm_and_nic_ids()
         events = storm(vms, nics, args.events)
-        emu.requests.reset()
-        statuses: Counter = Counter()
-        passes: Counter = Counter()
-        deferred = 0
-        lock = threading.Lock()
+        rig.emu.requests.reset()
+        delivery = Delivery().run(rig.hosts, events, args.workers)
+        return report(args, rig, vms, events, delivery)
 
-        def deliver(i_raw):
-            nonlocal deferred
-            i, raw = i_raw
-            host = hosts[i % len(hosts)]
-            try:
-                r = host.handle(raw)
-            except DeferredEvent:
-                with lock:
-                    deferred += 1
-                return
-            with lock:
-                statuses[r.status] += 1
-                for vm in r.evaluated:
-                    passes[vm.lower()] += 1
 
-        start = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=args.workers) as pool:
-            list(pool.map(deliver, enumerate(events)))
-        elapsed = time.perf_counter() - start
-
-        total = len(emu.requests)
-        in_remediation = sum(1 for e in emu.requests if e.principal == remediator.principal_id)
-        by_method = emu.requests.by_method()
-        writes = [e for e in emu.requests.writes() if e.status and e.status < 400]
-        unique_ids = len({e["id"] for e in events})
-        one_pass = len(passes) == len(vms) and set(passes.values()) == {1}
-        max_rem = max(rem.calls.values(), default=0)
-        print(f"events: {len(events)} ({unique_ids} distinct ids, "
-              f"{len(events) - unique_ids} re-deliveries) over {len(vms)} VMs, "
-              f"{args.instances} host instances x {args.workers} concurrent invocations, "
-              f"window {args.window:.0f} s, storage {args.storage}")
-        print("event results: " + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
-              + (f", deferred {deferred}" if deferred else ""))
-        print(f"evaluation passes: {sum(passes.values())} for {len(passes)} VMs "
-              f"(per VM: min {min(passes.values(), default=0)}, "
-              f"max {max(passes.values(), default=0)}) -> "
-              f"{'exactly one per VM' if one_pass else 'NOT one per VM'}")
-        print(f"remediations: {sum(rem.calls.values())} calls for {len(rem.calls)} VMs "
-              f"(max per VM {max_rem}; {dict(rem.statuses)}, remediation={args.remediation})")
-        methods = ", ".join(f"{m} {n}" for m, n in sorted(by_method.items()))
-        print(f"ARM requests: {total} total ({methods}); "
-              f"event path {total - in_remediation} ({(total - in_remediation) / len(events):.2f} "
-              f"per event), inside remediation {in_remediation}; "
-              f"ARM writes {len(writes)}")
-        print(f"time: {elapsed:.1f} s ({len(events) / elapsed:.0f} events/s)")
-        ok = one_pass and max_rem <= 1 and not writes
-        print("RESULT:", "PASS" if ok else "FAIL")
-        return 0 if ok else 1
-    finally:
-        emu.stop()
-        if proc is not None:
-            from emulator import azurite as storage_emulator
-
-            storage_emulator.stop(proc)
-        tmp.cleanup()
+def report(args, rig: StormRig, vms: list[str], events: list[dict], d: Delivery) -> int:
+    requests, rem = rig.emu.requests, rig.rem
+    total = len(requests)
+    in_remediation = sum(1 for e in requests if e.principal == rig.remediator.principal_id)
+    writes = [e for e in requests.writes() if e.status and e.status < 400]
+    unique_ids = len({e["id"] for e in events})
+    one_pass = len(d.passes) == len(vms) and set(d.passes.values()) == {1}
+    max_rem = max(rem.calls.values(), default=0)
+    print(f"events: {len(events)} ({unique_ids} distinct ids, "
+          f"{len(events) - unique_ids} re-deliveries) over {len(vms)} VMs, "
+          f"{args.instances} host instances x {args.workers} concurrent invocations, "
+          f"window {args.window:.0f} s, storage {args.storage}")
+    print("event results: " + ", ".join(f"{k} {v}" for k, v in sorted(d.statuses.items()))
+          + (f", deferred {d.deferred}" if d.deferred else ""))
+    print(f"evaluation passes: {sum(d.passes.values())} for {len(d.passes)} VMs "
+          f"(per VM: min {min(d.passes.values(), default=0)}, "
+          f"max {max(d.passes.values(), default=0)}) -> "
+          f"{'exactly one per VM' if one_pass else 'NOT one per VM'}")
+    print(f"remediations: {sum(rem.calls.values())} calls for {len(rem.calls)} VMs "
+          f"(max per VM {max_rem}; {dict(rem.statuses)}, remediation={args.remediation})")
+    methods = ", ".join(f"{m} {n}" for m, n in sorted(requests.by_method().items()))
+    print(f"ARM requests: {total} total ({methods}); "
+          f"event path {total - in_remediation} ({(total - in_remediation) / len(events):.2f} "
+          f"per event), inside remediation {in_remediation}; "
+          f"ARM writes {len(writes)}")
+    print(f"time: {d.elapsed:.1f} s ({len(events) / d.elapsed:.0f} events/s)")
+    ok = one_pass and max_rem <= 1 and not writes
+    print("RESULT:", "PASS" if ok else "FAIL")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

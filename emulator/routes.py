@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from emulator.resources.network import CHILDREN
+from emulator.resources.types import CHILDREN
 
 KNOWN_TYPES = {
     t.lower(): t

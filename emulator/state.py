@@ -1,10 +1,12 @@
-"""In-memory resource store: raw ARM documents keyed by case-insensitive resource ID."""
+"""In-memory resource store: raw ARM documents keyed by case-insensitive resource ID; and the
+`EmulatorHost` the resource handlers work on."""
 
 from __future__ import annotations
 
 import copy
 import threading
 import uuid
+from typing import Any, Protocol
 
 
 def new_etag() -> str:
@@ -97,3 +99,26 @@ class Store:
 
     def __contains__(self, rid: str) -> bool:
         return lower(rid) in self._docs
+
+
+class EmulatorHost(Protocol):
+    """What the resource handlers (`emulator.resources`) use of the emulator: its store, the
+    VMs' power states and instance-view extras, the guest model and Run Command bookkeeping,
+    the scenario's SKUs and rule health. `emulator.server.Emulator` is the one implementation."""
+
+    store: Store
+    power: dict[str, str]  # lower VM id -> running | deallocated | stopped | ...
+    instance_extra: dict[str, dict]
+    guest: Any  # emulator.guests.GuestModel
+    skus: list[dict]
+    health: dict[str, dict]
+    run_busy: set[str]
+    busy_lock: threading.Lock
+    run_command_seconds: float
+    net_index: tuple[int, dict] | None  # (store version, derived address/pool lookups)
+    mirrors: Any  # emulator.mirrors.Mirrors
+
+    def power_state(self, vm_id: str) -> str: ...
+
+    def new_guid(self) -> str: ...
+

@@ -1,7 +1,7 @@
 """ARM's subscription throttling: token buckets for reads and writes (off unless asked for).
 
 Azure Resource Manager: per subscription (and region) a bucket of 250 reads refilled at 25/s
-and 200 writes refilled at 10/s (shared/AZURE-FACTS.md section 5). Past it: 429 with
+and 200 writes refilled at 10/s (docs/azure-facts.md, "Throttling"). Past it: 429 with
 Retry-After; every answer carries x-ms-ratelimit-remaining-subscription-{reads,writes}.
 """
 

@@ -40,6 +40,8 @@ __all__ = [
     "CorrelationAdapter",
     "get_logger",
     "setup",
+    "current_filter",
+    "reset",
     "Counters",
     "counters",
     "COUNTER_NAMES",
@@ -195,6 +197,17 @@ def setup(environ: Mapping[str, str] | None = None, *, logger: logging.Logger | 
             root.addFilter(flt)  # records logged on the root logger itself
         _state["done"] = True
         return {"otel": _state["otel"], "reason": reason}
+
+
+def current_filter() -> CorrelationFilter | None:
+    """The correlation filter `setup()` installed (None before it ran)."""
+    return _state["filter"]
+
+
+def reset() -> None:
+    """Forget what `setup()` did (for tests of setup itself; handlers keep their filters)."""
+    with _setup_lock:
+        _state.update({"done": False, "otel": False, "filter": None})
 
 
 def install_filter(handler: logging.Handler, annotate: bool = False) -> CorrelationFilter:

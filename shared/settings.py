@@ -7,28 +7,19 @@ them all so the infrastructure template can be checked against it. Bad values ra
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime, time, timedelta, tzinfo
 from types import MappingProxyType
 from typing import Any, ClassVar
 from urllib.parse import urlparse
 
 from shared.core import arm_ids
+from shared.core.call_targets import CallTarget, parse_call_targets
+from shared.core.schedule import MaintenanceWindow, validate_ncrontab
 
-__all__ = [
-    "SettingsError",
-    "CallTarget",
-    "parse_call_targets",
-    "MaintenanceWindow",
-    "validate_ncrontab",
-    "Settings",
-    "MODES",
-    "FUNCTION_BUDGET_S",
-]
+__all__ = ["SettingsError", "Settings", "MODES", "FUNCTION_BUDGET_S"]
 
 MODES = ("audit", "plan", "apply")
 
@@ -45,196 +36,7 @@ class SettingsError(ValueError):
         self.variable = variable
 
 
-# --------------------------------------------------------------------------- call targets
-
-
-@dataclass(frozen=True, slots=True, order=True)
-class CallTarget:
-    """`VIP:port` a VM's services are declared to call; `port=None` means any port."""
-
-    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
-    port: int | None = None
-
-    def __str__(self) -> str:
-        host = f"[{self.ip}]" if self.ip.version == 6 else str(self.ip)
-        return host if self.port is None else f"{host}:{self.port}"
-
-    def matches(self, ip: object, ports: tuple[int, ...] | list[int] = ()) -> bool:
-        """Same VIP and (any port, or one of `ports`; port 0 = HA ports rule = every port)."""
-        if str(self.ip) != str(ip):
-            return False
-        return self.port is None or self.port in ports or 0 in ports
-
-
-_TARGET_SPLIT = re.compile(r"[,;\s]+")
-_V6_TARGET = re.compile(r"^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$")
-
-
-def parse_call_targets(text: str) -> tuple[CallTarget, ...]:
-    """`"10.0.1.100:1972,10.0.1.101:1972"` -> targets (also `;`/space separated, `[v6]:port`)."""
-    if not isinstance(text, str):
-        raise ValueError(f"expected text like '10.0.1.100:1972', got {type(text).__name__}")
-    targets: list[CallTarget] = []
-    for item in _TARGET_SPLIT.split(text.strip()):
-        if not item:
-            continue
-        v6 = _V6_TARGET.match(item)
-        if v6:
-            host, port_text = v6.group(1), v6.group(2)
-        elif item.count(":") == 1:
-            host, port_text = item.split(":")
-        else:
-            host, port_text = item, None
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"{item!r} is not VIP[:port] (bad IP address {host!r})") from None
-        port = None
-        if port_text is not None:
-            if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-                raise ValueError(f"{item!r} is not VIP[:port] (port must be 1-65535)")
-            port = int(port_text)
-        targets.append(CallTarget(ip, port))
-    return tuple(sorted(set(targets), key=lambda t: (t.ip.version, int(t.ip), t.port or 0)))
-
-
-# --------------------------------------------------------------------------- maintenance window
-
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_WINDOW = re.compile(
-    r"^\s*(?:(?P<days>[A-Za-z]+(?:\s*[-,]\s*[A-Za-z]+)*)\s+)?"
-    r"(?P<start>\d{1,2}:\d{2})\s*-\s*(?P<end>\d{1,2}:\d{2})"
-    r"(?:\s+(?P<tz>[A-Za-z_][A-Za-z0-9_+\-/]*))?\s*$"
-)
-
-
-def _parse_days(text: str | None) -> frozenset[int]:
-    if text is None or text.strip().lower() in ("daily", "everyday", "*"):
-        return frozenset(range(7))
-    days: set[int] = set()
-    for part in re.split(r"\s*,\s*", text.strip()):
-        bounds = [b.strip().lower()[:3] for b in part.split("-")]
-        if any(b not in _DAYS for b in bounds) or len(bounds) > 2:
-            raise ValueError(f"unknown day {part!r} (use Mon..Sun, ranges like Mon-Fri, or daily)")
-        first = _DAYS.index(bounds[0])
-        last = _DAYS.index(bounds[-1])
-        span = (last - first) % 7
-        days.update((first + i) % 7 for i in range(span + 1))
-    return frozenset(days)
-
-
-def _parse_clock(text: str, *, allow_24: bool) -> time | None:
-    hours, minutes = (int(x) for x in text.split(":"))
-    if allow_24 and hours == 24 and minutes == 0:
-        return None  # end of day
-    if not (0 <= hours <= 23 and 0 <= minutes <= 59):
-        raise ValueError(f"{text!r} is not a time of day (HH:MM, 00:00-23:59)")
-    return time(hours, minutes)
-
-
-def _parse_zone(name: str | None) -> tzinfo:
-    if name is None or name.upper() in ("UTC", "Z", "GMT"):
-        return UTC
-    try:
-        from zoneinfo import ZoneInfo  # stdlib; reads the system tz database
-
-        return ZoneInfo(name)
-    except Exception:  # noqa: BLE001 - ZoneInfo raises several types for bad names
-        raise ValueError(f"unknown time zone {name!r} (use UTC or an IANA name)") from None
-
-
-@dataclass(frozen=True, slots=True)
-class _WindowPart:
-    days: frozenset[int]  # weekday the window *starts* on (Mon=0)
-    start: time
-    duration: timedelta
-    zone: tzinfo
-
-
-@dataclass(frozen=True, slots=True)
-class MaintenanceWindow:
-    """When unattended runs may deallocate a VM, e.g. `Sat 01:00-05:00 UTC`.
-
-    Grammar: one or more parts separated by `;`, each `[DAYS] HH:MM-HH:MM [ZONE]`; DAYS is
-    `Mon`, `Sat,Sun`, `Mon-Fri` or `daily` (default); ZONE is `UTC` (default) or an IANA name.
-    A window whose end is not after its start crosses midnight (`Fri 22:00-02:00` ends Saturday
-    02:00); `24:00` means end of day.
-    """
-
-    text: str
-    parts: tuple[_WindowPart, ...]
-
-    @classmethod
-    def parse(cls, text: str) -> MaintenanceWindow:
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError("maintenance window is empty")
-        parts = []
-        for chunk in text.split(";"):
-            if not chunk.strip():
-                continue
-            match = _WINDOW.match(chunk)
-            if not match:
-                raise ValueError(
-                    f"{chunk.strip()!r} is not '[DAYS] HH:MM-HH:MM [ZONE]', "
-                    "e.g. 'Sat 01:00-05:00 UTC'"
-                )
-            days = _parse_days(match.group("days"))
-            start = _parse_clock(match.group("start"), allow_24=False)
-            end = _parse_clock(match.group("end"), allow_24=True)
-            assert start is not None
-            start_min = start.hour * 60 + start.minute
-            end_min = 24 * 60 if end is None else end.hour * 60 + end.minute
-            if end_min == start_min:
-                raise ValueError(f"{chunk.strip()!r}: window has zero length")
-            duration = (end_min - start_min) % (24 * 60) or 24 * 60
-            parts.append(
-                _WindowPart(
-                    days, start, timedelta(minutes=duration), _parse_zone(match.group("tz"))
-                )
-            )
-        if not parts:
-            raise ValueError("maintenance window is empty")
-        return cls(text.strip(), tuple(parts))
-
-    def is_open(self, now: datetime) -> bool:
-        """Is `now` (timezone-aware) inside the window?"""
-        if now.tzinfo is None or now.utcoffset() is None:
-            raise ValueError("is_open() needs a timezone-aware datetime")
-        for part in self.parts:
-            local = now.astimezone(part.zone)
-            # A window that started today or yesterday (crossing midnight) may contain `now`.
-            for back in (0, 1):
-                day = local.date() - timedelta(days=back)
-                if day.weekday() not in part.days:
-                    continue
-                begin = datetime.combine(day, part.start, tzinfo=part.zone)
-                if begin <= local < begin + part.duration:
-                    return True
-        return False
-
-    def __str__(self) -> str:
-        return self.text
-
-
 # --------------------------------------------------------------------------- NCRONTAB
-
-_CRON_FIELD = re.compile(
-    r"^(\*|\?|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?(,(\*|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/\d+)?)*$"
-)
-
-
-def validate_ncrontab(expression: str) -> str:
-    """Azure Functions timer schedules have six fields: second minute hour day month weekday."""
-    parts = expression.split()
-    if len(parts) != 6:
-        raise ValueError(
-            f"{expression!r} has {len(parts)} fields; NCRONTAB needs 6 "
-            "(second minute hour day month day-of-week), e.g. '0 0 */6 * * *'"
-        )
-    for part in parts:
-        if not _CRON_FIELD.match(part):
-            raise ValueError(f"{expression!r}: field {part!r} is not a cron field")
-    return " ".join(parts)
 
 
 # --------------------------------------------------------------------------- value parsers
@@ -345,9 +147,6 @@ def _declared_callers(value: str) -> Mapping[str, tuple[CallTarget, ...]]:
 
 def _ncrontab(value: str) -> str:
     return validate_ncrontab(value)
-
-
-# --------------------------------------------------------------------------- settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,15 +7,10 @@ Built from a scenario document (the same one the ARM emulator serves):
 * every router port answers ARP for everything it routes with one MAC (proxy ARP, as Azure
   answers every ARP with 12:34:56:78:9a:bc), holds each subnet's gateway address and a /32 route
   per NIC address;
-* the internal load balancer: nftables DNAT of VIP:port to the healthy backends of the pool,
-  spread per connection (round-robin ``numgen inc`` by default so tests are deterministic, or
-  ``numgen random``), no SNAT, conntrack reverse-NAT on replies; floating-IP rules are DSR
-  (connection mark -> policy route to the chosen backend, destination left as the VIP);
+* the internal load balancer as nftables rules (``ilb_rules``), DNAT without SNAT;
 * a small TCP server per backend port in each VM namespace answering ``<vm name> <peer ip>``;
 * a client namespace outside every pool (an address no NIC uses), for baseline traffic;
-* each VM gets a private ``/etc`` (overlay of the host's /etc with a per-VM upper directory) for
-  guest commands, so files a guest writes persist across its "reboot" while routes do not.
-
+* each VM gets a private ``/etc`` (``guest_etc``) that survives its "reboot".
 Nothing here has a link to the root namespace: scenario addresses exist only inside our
 namespaces. Names are ``<prefix>-<pid>-<random>-...``; everything is removed on close (context
 manager, atexit), and the next fabric sweeps what a killed process left behind.
@@ -26,323 +21,33 @@ Needs root, iproute2 (ip, ip netns), nftables (nft), util-linux (unshare) and ov
 from __future__ import annotations
 
 import atexit
-import copy
-import hashlib
 import json
 import os
-import re
 import secrets
-import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address
+
+from emulator.guests.guest_etc import GUEST_PATH, changed_files, enabled_units, overlay_argv
+from emulator.guests.ilb_rules import TABLE, DsrRoute, ilb_ruleset
+from emulator.guests.namespaces import (
+    FabricError,
+    netns_available,
+    netns_unavailable_reason,
+    sweep_stale,
+    tail,
+)
+from emulator.guests.programs import CONNECT, SERVER, ProbeResult
+from emulator.guests.scenario import IlbRule, Scenario, VmState, lower, subnet_gateway
+
+__all__ = ["Fabric", "FabricError", "ProbeResult", "netns_available", "netns_unavailable_reason"]
 
 FABRIC_MAC = "12:34:56:78:9a:bc"
-GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-OUTPUT_LIMIT = 4096  # Run Command returns the last 4,096 bytes
 
-
-class FabricError(RuntimeError):
-    pass
-
-
-def netns_available() -> bool:
-    """True when network namespaces can be created here (root, iproute2, nftables)."""
-    return netns_unavailable_reason() is None
-
-
-def netns_unavailable_reason() -> str | None:
-    """None when namespaces can be created here, else a one-line reason."""
-    if os.geteuid() != 0:
-        return "network namespaces need root"
-    for tool in ("ip", "nft", "unshare"):
-        if shutil.which(tool) is None:
-            return f"'{tool}' not installed (apt-get install iproute2 nftables util-linux)"
-    name = f"hpchk{secrets.token_hex(3)}"
-    probe = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
-    if probe.returncode != 0:
-        return f"cannot create a network namespace: {probe.stderr.strip()[:120]}"
-    subprocess.run(["ip", "netns", "del", name], capture_output=True)
-    return None
-
-
-# ---------------------------------------------------------------- scenario parsing
-
-def _lower(value: object) -> str:
-    return str(value or "").lower()
-
-
-def _props(doc: dict) -> dict:
-    return doc.get("properties") or {}
-
-
-def subnet_gateway(prefix: IPv4Network) -> IPv4Address:
-    return prefix.network_address + 1
-
-
-@dataclass
-class NicAddr:
-    ip: IPv4Address
-    subnet: IPv4Network
-    ipconfig_id: str
-    subnet_id: str = ""
-
-
-@dataclass
-class NicPlan:
-    id: str
-    name: str
-    mac: str
-    primary: bool
-    addresses: list[NicAddr]
-
-
-@dataclass
-class IlbRule:
-    id: str
-    name: str
-    vip: IPv4Address
-    protocol: str  # Tcp | Udp | All
-    frontend_port: int
-    backend_port: int
-    floating_ip: bool
-    members: list[IPv4Address]  # pool members (all, before health)
-
-
-@dataclass
-class VmState:
-    name: str
-    index: int
-    netns: str
-    nics: list[NicPlan] = field(default_factory=list)
-    servers: list[subprocess.Popen] = field(default_factory=list)
-    running: bool = False
-    boot_log: list[dict] = field(default_factory=list)
-
-
-def _mac_for(nic: dict) -> str:
-    mac = _props(nic).get("macAddress")
-    if isinstance(mac, str) and len(mac.replace("-", "").replace(":", "")) == 12:
-        raw = mac.replace("-", "").replace(":", "").lower()
-    else:  # NIC not yet given a MAC: derive one from its ID (00:0d:3a is Azure's prefix)
-        raw = "000d3a" + hashlib.sha256(_lower(nic.get("id")).encode()).hexdigest()[:6]
-    return ":".join(raw[i:i + 2] for i in range(0, 12, 2))
-
-
-_CHILDREN = {
-    "microsoft.network/virtualnetworks": ["subnets"],
-    "microsoft.network/networkinterfaces": ["ipConfigurations"],
-    "microsoft.network/loadbalancers": ["frontendIPConfigurations", "backendAddressPools",
-                                        "loadBalancingRules", "probes"],
-}
-
-
-def _with_child_ids(doc: dict) -> dict:
-    """Scenario files may omit child IDs; ARM (and the emulator) derive them from the name."""
-    colls = _CHILDREN.get(_lower(doc.get("type")))
-    if not colls or not doc.get("id"):
-        return doc
-    doc = copy.deepcopy(doc)
-    for coll in colls:
-        for child in _props(doc).get(coll) or []:
-            child.setdefault("id", f"{doc['id']}/{coll}/{child.get('name')}")
-    return doc
-
-
-class Scenario:
-    """The parts of a scenario document the fabric needs (raw ARM documents)."""
-
-    def __init__(self, doc: dict):
-        self.doc = doc
-        res = [_with_child_ids(r) for r in doc.get("resources") or []]
-        by_type: dict[str, list[dict]] = {}
-        for r in res:
-            by_type.setdefault(_lower(r.get("type")), []).append(r)
-        self.subnets: dict[str, IPv4Network] = {}
-        for vnet in by_type.get("microsoft.network/virtualnetworks", []):
-            for sn in _props(vnet).get("subnets") or []:
-                p = _props(sn)
-                prefix = p.get("addressPrefix") or (p.get("addressPrefixes") or [None])[0]
-                if prefix:
-                    self.subnets[_lower(sn.get("id"))] = IPv4Network(prefix, strict=False)
-        for sn in by_type.get("microsoft.network/virtualnetworks/subnets", []):
-            prefix = _props(sn).get("addressPrefix")
-            if prefix:
-                self.subnets[_lower(sn.get("id"))] = IPv4Network(prefix, strict=False)
-        self.nics = {_lower(n.get("id")): n for n in
-                     by_type.get("microsoft.network/networkinterfaces", [])}
-        self.vms = {v["name"]: v for v in by_type.get("microsoft.compute/virtualmachines", [])}
-        self.lbs = by_type.get("microsoft.network/loadbalancers", [])
-        self.health = list(doc.get("health") or [])
-
-    def subnet_of(self, subnet_ref: dict | None, ip: IPv4Address) -> IPv4Network:
-        net = self.subnets.get(_lower((subnet_ref or {}).get("id")))
-        if net is None:  # unknown subnet document: assume the /24 around the address
-            net = IPv4Network(f"{ip}/24", strict=False)
-        return net
-
-    def nic_plan(self, nic: dict, primary_hint: bool | None = None) -> NicPlan:
-        addrs = []
-        for cfg in _props(nic).get("ipConfigurations") or []:
-            p = _props(cfg)
-            if not p.get("privateIPAddress"):
-                continue
-            ip = IPv4Address(p["privateIPAddress"])
-            addrs.append((bool(p.get("primary")), NicAddr(
-                ip, self.subnet_of(p.get("subnet"), ip), _lower(cfg.get("id")),
-                str((p.get("subnet") or {}).get("id") or ""))))
-        addrs.sort(key=lambda a: not a[0])  # primary ipconfig first
-        primary = primary_hint if primary_hint is not None else bool(_props(nic).get("primary"))
-        return NicPlan(_lower(nic.get("id")), str(nic.get("name")), _mac_for(nic), primary,
-                       [a for _, a in addrs])
-
-    def vm_nics(self, vm: dict, nics: list[dict] | None = None) -> list[NicPlan]:
-        """The VM's NICs, primary first then in attach order (eth0, eth1, ...)."""
-        refs = (_props(vm).get("networkProfile") or {}).get("networkInterfaces") or []
-        hints = {_lower(r.get("id")): (r.get("properties") or {}).get("primary") for r in refs}
-        if nics is None:
-            nics = [self.nics[_lower(r.get("id"))] for r in refs
-                    if _lower(r.get("id")) in self.nics]
-        order = {k: i for i, k in enumerate(hints)}
-        plans = [self.nic_plan(n, hints.get(_lower(n.get("id")))) for n in nics]
-        if plans and not any(p.primary for p in plans):
-            plans[0].primary = True
-        plans.sort(key=lambda p: (not p.primary, order.get(p.id, len(order))))
-        return plans
-
-    def ipconfig_ips(self) -> dict[str, IPv4Address]:
-        out = {}
-        for nic in self.nics.values():
-            for cfg in _props(nic).get("ipConfigurations") or []:
-                ip = _props(cfg).get("privateIPAddress")
-                if ip:
-                    out[_lower(cfg.get("id"))] = IPv4Address(ip)
-        return out
-
-    def ilb_rules(self) -> list[IlbRule]:
-        ipcfg = self.ipconfig_ips()
-        pool_members: dict[str, list[IPv4Address]] = {}
-        for nic in self.nics.values():  # NIC-based pools
-            for cfg in _props(nic).get("ipConfigurations") or []:
-                ip = _props(cfg).get("privateIPAddress")
-                for pool in _props(cfg).get("loadBalancerBackendAddressPools") or []:
-                    if ip:
-                        pool_members.setdefault(_lower(pool.get("id")), []).append(IPv4Address(ip))
-        rules = []
-        for lb in self.lbs:
-            p = _props(lb)
-            for pool in p.get("backendAddressPools") or []:  # IP-based pools
-                for addr in _props(pool).get("loadBalancerBackendAddresses") or []:
-                    ap = _props(addr)
-                    ip = ap.get("ipAddress") or ipcfg.get(
-                        _lower((ap.get("networkInterfaceIPConfiguration") or {}).get("id")))
-                    if ip:
-                        lst = pool_members.setdefault(_lower(pool.get("id")), [])
-                        if IPv4Address(str(ip)) not in lst:
-                            lst.append(IPv4Address(str(ip)))
-            fronts = {_lower(f.get("id")): _props(f).get("privateIPAddress")
-                      for f in p.get("frontendIPConfigurations") or []}
-            for rule in p.get("loadBalancingRules") or []:
-                rp = _props(rule)
-                vip = fronts.get(_lower((rp.get("frontendIPConfiguration") or {}).get("id")))
-                if not vip:
-                    continue  # public frontend: not an ILB hairpin
-                pools = [rp["backendAddressPool"]] if rp.get("backendAddressPool") else []
-                pools += rp.get("backendAddressPools") or []
-                members: list[IPv4Address] = []
-                for pool in pools:
-                    for ip in pool_members.get(_lower(pool.get("id")), []):
-                        if ip not in members:
-                            members.append(ip)
-                rules.append(IlbRule(_lower(rule.get("id")), str(rule.get("name")),
-                                     IPv4Address(vip), str(rp.get("protocol", "Tcp")).title(),
-                                     int(rp.get("frontendPort") or 0),
-                                     int(rp.get("backendPort") or rp.get("frontendPort") or 0),
-                                     bool(rp.get("enableFloatingIP")), members))
-        return rules
-
-    def healthy(self, rule: IlbRule, health: list[dict]) -> list[IPv4Address]:
-        """Members the probe sees Up (all members when the scenario gives no health)."""
-        ipcfg = self.ipconfig_ips()
-        for entry in health:
-            if _lower(entry.get("ruleId")) != rule.id:
-                continue
-            up = set()
-            for a in (entry.get("response") or {}).get("loadBalancerBackendAddresses") or []:
-                if str(a.get("state", "")).lower() != "up":
-                    continue
-                ip = a.get("ipAddress") or ipcfg.get(
-                    _lower(a.get("networkInterfaceIPConfigurationId")))
-                if ip:
-                    up.add(IPv4Address(str(ip)))
-            return [m for m in rule.members if m in up]
-        return list(rule.members)
-
-
-# ---------------------------------------------------------------- small programs run inside
-
-_SERVER = r"""
-import socket, sys, threading
-name, ports = sys.argv[1], [int(p) for p in sys.argv[2:]]
-socks = []
-for port in ports:
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(128); socks.append(s)
-def serve(s):
-    while True:
-        c, peer = s.accept()
-        try: c.sendall(("%s %s\n" % (name, peer[0])).encode())
-        except OSError: pass
-        c.close()
-for s in socks: threading.Thread(target=serve, args=(s,), daemon=True).start()
-print("ready", flush=True)
-threading.Event().wait()
-"""
-
-_CONNECT = r"""
-import json, socket, sys, threading
-vip, port, n, timeout, src = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), \
-    float(sys.argv[4]), sys.argv[5]
-res = [None] * n
-def one(i):
-    s = socket.socket(); s.settimeout(timeout)
-    try:
-        if src: s.bind((src, 0))
-        s.connect((vip, port))
-        try: line = s.makefile().readline().strip()
-        except OSError: line = ""
-        res[i] = line or "?"
-    except OSError:
-        res[i] = None
-    finally:
-        s.close()
-ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-for t in ts: t.start()
-for t in ts: t.join()
-print(json.dumps(res))
-"""
-
-
-@dataclass
-class ProbeResult:
-    vip: str
-    port: int
-    ok: int
-    total: int
-    backends: Counter  # VM name -> successful connects it served
-    peers: Counter  # source address the backend saw -> count
-
-    @property
-    def ratio(self) -> float:
-        return self.ok / self.total if self.total else 0.0
-
-
-# ---------------------------------------------------------------- the fabric
 
 class Fabric:
     """Build with ``with Fabric(scenario) as fab:``; VMs start with :meth:`start_vm`."""
@@ -363,15 +68,15 @@ class Fabric:
         self.health = list(self.scenario.health)
         # Without a health_source, mirror rules follow power state here as in the emulator:
         # only the primary is Up; when its VM stops, the first running member takes over.
-        self.mirrors = [{"rules": {_lower(r) for r in m.get("rules") or []},
-                         "members": [_lower(x) for x in m.get("members") or []],
-                         "primary": _lower(m.get("primary") or (m.get("members") or [""])[0])}
+        self.mirrors = [{"rules": {lower(r) for r in m.get("rules") or []},
+                         "members": [lower(x) for x in m.get("members") or []],
+                         "primary": lower(m.get("primary") or (m.get("members") or [""])[0])}
                         for m in (scenario.get("emulator") or {}).get("mirrors") or []]
         self.vms: dict[str, VmState] = {}
         self._created: list[str] = []
         self._root = ""
         self._open = False
-        self._dsr_tables: list[tuple[int, IPv4Address, str]] = []
+        self._dsr_tables: list[DsrRoute] = []
         self._loaded = ""  # ruleset text last loaded (reload only on change: keeps RR phase)
         # Optional callable returning the current health list (e.g. the emulator's view, where
         # mirror fail-over follows power state); consulted on every ILB reload.
@@ -555,7 +260,7 @@ class Fabric:
 
     def _start_server(self, vm: VmState, ports: list[int]) -> None:
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", vm.netns, self.python, "-c", _SERVER, vm.name,
+            ["ip", "netns", "exec", vm.netns, self.python, "-c", SERVER, vm.name,
              *map(str, ports)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
             start_new_session=True)
         vm.servers.append(proc)
@@ -581,49 +286,26 @@ class Fabric:
                 for a in n.addresses}
 
     def nft_ruleset(self) -> str:
-        """The ILB as one nftables table (replaced atomically, which also resets the
-        round-robin counters: each reload starts with the first backend)."""
-        gen = "inc" if self.deterministic else "random"
-        live = self.running_ips()  # a stopped VM fails its probe
+        text, self._dsr_tables = ilb_ruleset(self.scenario.ilb_rules(), self._backends(),
+                                             self._port_of, deterministic=self.deterministic)
+        return text
+
+    def _backends(self):
+        """Per rule, the backends that answer now: healthy (or the mirror primary) and running
+        (a stopped VM fails its probe)."""
+        live = self.running_ips()
         health = list(self.health_source() or []) if self.health_source else None
         ipcfg = self.scenario.ipconfig_ips()
-        nat, mangle, mark = [], [], 0x100
-        self._dsr_tables = []
-        for rule in self.scenario.ilb_rules():
+
+        def backends(rule: IlbRule) -> list[IPv4Address]:
             mirror = next((m for m in self.mirrors if rule.id in m["rules"]), None)
             if health is None and mirror is not None:
                 up = [ipcfg.get(mirror["primary"])]
             else:
                 up = self.scenario.healthy(rule, self.health if health is None else health)
-            backends = [ip for ip in up if ip in live]
-            if rule.protocol == "All":
-                match = f"ip daddr {rule.vip} meta l4proto {{ tcp, udp }}"
-            else:
-                match = f"ip daddr {rule.vip} {rule.protocol.lower()} dport {rule.frontend_port}"
-            if not backends:
-                nat.append(f"{match} drop")
-                continue
-            if rule.floating_ip:
-                marks = []
-                for i, ip in enumerate(backends):
-                    mark += 1
-                    marks.append(f"{i} : {mark:#x}")
-                    self._dsr_tables.append((mark, ip, self._port_of(ip)))
-                mangle.append(f"{match} ct state new ct mark set numgen {gen} mod "
-                              f"{len(backends)} map {{ {', '.join(marks)} }}")
-                continue
-            port_changes = rule.protocol != "All" and rule.backend_port != rule.frontend_port
-            targets = ", ".join(f"{i} : {ip} . {rule.backend_port}" if port_changes
-                                else f"{i} : {ip}" for i, ip in enumerate(backends))
-            nat.append(f"{match} dnat ip to numgen {gen} mod {len(backends)} map {{ {targets} }}")
-        lines = ["table ip hairpin_ilb {",
-                 "  chain dsr {", "    type filter hook prerouting priority mangle; policy accept;",
-                 *[f"    {x}" for x in mangle],
-                 # Only the original direction follows the mark: replies route normally.
-                 "    ct direction original ct mark != 0 meta mark set ct mark", "  }",
-                 "  chain ilb {", "    type nat hook prerouting priority dstnat; policy accept;",
-                 *[f"    {x}" for x in nat], "  }", "}"]
-        return "\n".join(lines) + "\n"
+            return [ip for ip in up if ip in live]
+
+        return backends
 
     def _port_of(self, ip: IPv4Address) -> str:
         for vm in self.vms.values():
@@ -638,36 +320,23 @@ class Fabric:
         text = self.nft_ruleset()
         if text == self._loaded:
             return
-        exists = self.sh("nft", "list", "table", "ip", "hairpin_ilb", ns=self.router,
+        exists = self.sh("nft", "list", "table", "ip", TABLE, ns=self.router,
                          check=False).returncode == 0
-        prefix = "delete table ip hairpin_ilb\n" if exists else ""
+        prefix = f"delete table ip {TABLE}\n" if exists else ""
         self.sh("nft", "-f", "-", ns=self.router, input=prefix + text)
         # DSR: one fwmark rule and table per backend, replaced on every reload.
         r = self.router
         for line in self.sh("ip", "-n", r, "rule", "show", "pref", "500").stdout.splitlines():
             self.sh("ip", "-n", r, "rule", "del", "pref", "500", *line.split(":", 1)[1].split(),
                     check=False)
-        for mark, ip, port in self._dsr_tables:
-            self.sh("ip", "-n", r, "route", "replace", "default", "via", str(ip), "dev", port,
-                    "onlink", "table", str(mark))
-            self.sh("ip", "-n", r, "rule", "add", "pref", "500", "fwmark", hex(mark),
-                    "lookup", str(mark))
+        for route in self._dsr_tables:
+            self.sh("ip", "-n", r, "route", "replace", "default", "via", str(route.backend),
+                    "dev", route.port, "onlink", "table", str(route.mark))
+            self.sh("ip", "-n", r, "rule", "add", "pref", "500", "fwmark", hex(route.mark),
+                    "lookup", str(route.mark))
         self._loaded = text
 
     # -- guests
-    def _guest_argv(self, name: str, argv: list[str]) -> list[str]:
-        """argv run in the VM's namespace as root, with the VM's private /etc (overlay on the
-        host's /etc; writes land in a per-VM directory) and a fresh /run (per boot)."""
-        vm = self.vm(name)
-        upper = os.path.join(self._root, name, "etc")
-        work = os.path.join(self._root, name, "etc-work")
-        os.makedirs(upper, exist_ok=True)
-        os.makedirs(work, exist_ok=True)
-        setup = ('mount -t overlay hairpin-etc -o "lowerdir=/etc,upperdir=$1,workdir=$2" /etc '
-                 '&& mount -t tmpfs hairpin-run /run && shift 2 && exec "$@"')
-        return ["ip", "netns", "exec", vm.netns, "unshare", "--mount", "--propagation",
-                "private", "--", "/bin/sh", "-c", setup, "hairpin-guest", upper, work, *argv]
-
     def guest_etc(self, name: str) -> str:
         """Host path of the files the guest wrote under /etc (the overlay's upper dir)."""
         return os.path.join(self._root, name, "etc")
@@ -679,8 +348,10 @@ class Fabric:
         if not vm.running:
             raise FabricError(f"{name} is not running")
         base = {"PATH": GUEST_PATH, "HOME": "/root", "LANG": "C.UTF-8"}
-        return subprocess.run(self._guest_argv(name, argv), input=input, capture_output=True,
-                              text=True, env={**base, **(env or {})}, timeout=timeout)
+        entered = overlay_argv(vm.netns, self.guest_etc(name),
+                               os.path.join(self._root, name, "etc-work"), argv)
+        return subprocess.run(entered, input=input, capture_output=True, text=True,
+                              env={**base, **(env or {})}, timeout=timeout)
 
     def run_shell_script(self, name: str, script: str, *, env: dict[str, str] | None = None,
                          timeout: float = 120) -> tuple[int, str, str]:
@@ -689,33 +360,20 @@ class Fabric:
             proc = self.guest_run(name, ["/bin/bash", "-s"], input=script, env=env,
                                   timeout=timeout)
         except subprocess.TimeoutExpired as exc:
-            return 124, _tail(exc.stdout or ""), _tail((exc.stderr or "") + "\ntimed out")
-        return proc.returncode, _tail(proc.stdout), _tail(proc.stderr)
+            return 124, tail(exc.stdout or ""), tail((exc.stderr or "") + "\ntimed out")
+        return proc.returncode, tail(proc.stdout), tail(proc.stderr)
 
     def boot(self, name: str) -> list[dict]:
         """What systemd does at boot for the units the guest enabled itself (the ones in its
         own /etc layer; the base image's services are out of scope): run each ExecStart."""
-        upper = self.guest_etc(name)
-        wants = os.path.join(upper, "systemd", "system", "multi-user.target.wants")
         log = []
-        if not os.path.isdir(wants):
-            return log
-        for link in sorted(os.listdir(wants)):
-            path = os.path.join(wants, link)
-            target = os.readlink(path) if os.path.islink(path) else f"/etc/systemd/system/{link}"
-            if not target.startswith("/etc/"):
-                target = os.path.normpath(os.path.join("/etc/systemd/system", target))
-            unit_file = os.path.join(upper, target[len("/etc/"):])
-            if not os.path.isfile(unit_file):
-                log.append({"unit": link, "error": "unit file missing"})
+        for step in enabled_units(self.guest_etc(name)):
+            if step.error:
+                log.append({"unit": step.unit, "error": step.error})
                 continue
-            for line in open(unit_file, encoding="utf-8").read().splitlines():
-                if not line.startswith("ExecStart="):
-                    continue
-                argv = shlex.split(line.split("=", 1)[1].lstrip("-@+!"))
-                proc = self.guest_run(name, argv)
-                log.append({"unit": link, "argv": argv, "rc": proc.returncode,
-                            "stdout": _tail(proc.stdout), "stderr": _tail(proc.stderr)})
+            proc = self.guest_run(name, list(step.argv))
+            log.append({"unit": step.unit, "argv": list(step.argv), "rc": proc.returncode,
+                        "stdout": tail(proc.stdout), "stderr": tail(proc.stderr)})
         return log
 
     # -- measuring
@@ -723,7 +381,7 @@ class Fabric:
                 timeout: float = 2.0, source: str | IPv4Address | None = None) -> ProbeResult:
         """``count`` parallel TCP connects (new source port each) from namespace ``ns``."""
         self.reload_ilb()  # follow health changes made since the last reload
-        proc = self.sh(self.python, "-c", _CONNECT, str(vip), str(port), str(count),
+        proc = self.sh(self.python, "-c", CONNECT, str(vip), str(port), str(count),
                        str(timeout), str(source or ""), ns=ns, timeout=timeout * 3 + 30)
         answers = json.loads(proc.stdout)
         ok = [a for a in answers if a is not None]
@@ -734,56 +392,9 @@ class Fabric:
     def state(self, name: str) -> dict:
         """Routes (all tables), rules and guest-written files: for exact before/after checks."""
         ns = self.vm(name).netns
-        files = []  # what the guest changed in /etc (copied-up parent dirs are no change)
-        upper = self.guest_etc(name)
-        for root, dirs, names in os.walk(upper):
-            for n in dirs + names:
-                rel = os.path.relpath(os.path.join(root, n), upper)
-                if n in names or not os.path.isdir(os.path.join("/etc", rel)):
-                    files.append(rel)
         return {
             "routes": self.sh("ip", "-n", ns, "route", "show", "table", "all").stdout,
             "rules": self.sh("ip", "-n", ns, "rule", "show").stdout,
             "addresses": self.sh("ip", "-n", ns, "-o", "-4", "addr", "show").stdout,
-            "files": sorted(files),
+            "files": changed_files(self.guest_etc(name)),
         }
-
-
-def sweep_stale(prefix: str = "hp") -> list[str]:
-    """Remove namespaces (and their processes, and temp dirs) of fabrics whose process died."""
-    pattern = re.compile(rf"\A{re.escape(prefix)}-(\d+)-[0-9a-f]{{4}}(-.*)?\Z")
-    removed = []
-    listing = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    for ns in (line.split()[0] for line in listing.splitlines() if line.strip()):
-        m = pattern.match(ns)
-        if not m or _alive(int(m.group(1))):
-            continue
-        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout
-        for pid in pids.split():
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        removed.append(ns)
-    for base in ("/dev/shm", tempfile.gettempdir()):
-        for name in os.listdir(base) if os.path.isdir(base) else []:
-            m = pattern.match(name)
-            if m and not _alive(int(m.group(1))):
-                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
-    return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _tail(text: str, limit: int = OUTPUT_LIMIT) -> str:
-    data = text.encode("utf-8", "replace")
-    return data[-limit:].decode("utf-8", "replace") if len(data) > limit else text

@@ -214,7 +214,7 @@ class ModelledGuest:
         emu = self.emu
         if emu is None:
             return [], set()
-        from emulator.resources import network
+        from emulator.resources import health, types
         from emulator.state import lower, parent_id
 
         with emu.lock:
@@ -225,7 +225,7 @@ class ModelledGuest:
                 for c in nic.get("properties", {}).get("ipConfigurations") or []:
                     own.add(lower(c.get("id", "")))
             up: list[tuple[str, str]] = []
-            for lb in emu.store.of_type(network.LB):
+            for lb in emu.store.of_type(types.LB):
                 fes = {lower(fe["id"]) for fe in lb.get("properties", {}).get(
                     "frontendIPConfigurations") or []
                     if fe.get("properties", {}).get("privateIPAddress") == vip}
@@ -237,8 +237,8 @@ class ModelledGuest:
                         continue
                     if rp.get("frontendPort") not in (port, 0):
                         continue
-                    health = network.rule_health(emu, lb["id"], rule["name"])
-                    for b in health.get("loadBalancerBackendAddresses", []):
+                    body = health.rule_health(emu, lb["id"], rule["name"])
+                    for b in body.get("loadBalancerBackendAddresses", []):
                         if b.get("state") != "Up":
                             continue
                         cfg = lower(b.get("networkInterfaceIPConfigurationId") or "")

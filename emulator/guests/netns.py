@@ -117,12 +117,12 @@ class NetnsGuest:
 
 def emulator_health(emu) -> list[dict]:
     """Every load-balancing rule's health as the emulator answers it right now."""
-    from emulator.resources import network  # the emulator's own rule-health model
+    from emulator.resources import health  # the emulator's own rule-health model
 
     out = []
     for lb in emu.store.of_type("Microsoft.Network/loadBalancers"):
         for rule in (lb.get("properties") or {}).get("loadBalancingRules") or []:
-            body = network.rule_health(emu, lb["id"], rule["name"])
+            body = health.rule_health(emu, lb["id"], rule["name"])
             out.append({"ruleId": rule.get("id") or f"{lb['id']}/loadBalancingRules/{rule['name']}",
                         "response": body})
     return out

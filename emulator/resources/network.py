@@ -8,40 +8,17 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-from typing import TYPE_CHECKING
 
 from emulator.errors import bad_request, not_found
-from emulator.state import lower, new_etag, parent_id
-
-if TYPE_CHECKING:
-    from emulator.server import Emulator
-
-VNET = "Microsoft.Network/virtualNetworks"
-NSG = "Microsoft.Network/networkSecurityGroups"
-NIC = "Microsoft.Network/networkInterfaces"
-LB = "Microsoft.Network/loadBalancers"
-PIP = "Microsoft.Network/publicIPAddresses"
-
-# child collections of each top-level type -> child type segment
-CHILDREN = {
-    VNET.lower(): ["subnets", "virtualNetworkPeerings"],
-    NSG.lower(): ["securityRules", "defaultSecurityRules"],
-    NIC.lower(): ["ipConfigurations"],
-    LB.lower(): [
-        "frontendIPConfigurations",
-        "backendAddressPools",
-        "loadBalancingRules",
-        "probes",
-        "inboundNatRules",
-        "outboundRules",
-        "inboundNatPools",
-    ],
-}
-TYPES = {t.lower(): t for t in (VNET, NSG, NIC, LB, PIP)}
-
-
-def _ref_id(ref) -> str | None:
-    return ref.get("id") if isinstance(ref, dict) else None
+from emulator.resources.addresses import (
+    assign_ip,
+    find_subnet,
+    ip_users,
+    pool_members,
+    subnet_network,
+)
+from emulator.resources.types import CHILDREN, LB, NIC, NSG, TYPES, VNET, ref_id
+from emulator.state import EmulatorHost, lower, new_etag, parent_id
 
 
 def _fill_children(doc: dict) -> None:
@@ -56,127 +33,19 @@ def _fill_children(doc: dict) -> None:
             cprops["provisioningState"] = "Succeeded"
 
 
-# ---------------------------------------------------------------------------- address space
-def find_subnet(emu: Emulator, subnet_id: str) -> tuple[dict, dict] | None:
-    vnet = emu.store.raw(parent_id(subnet_id))
-    if vnet is None:
-        return None
-    for sn in vnet.get("properties", {}).get("subnets", []):
-        if lower(sn.get("id", "")) == lower(subnet_id):
-            return vnet, sn
-    return None
 
 
-def subnet_network(subnet: dict) -> ipaddress.IPv4Network:
-    p = subnet.get("properties", {})
-    prefix = p.get("addressPrefix") or (p.get("addressPrefixes") or [None])[0]
-    return ipaddress.ip_network(prefix, strict=False)
 
 
-def reserved(net: ipaddress.IPv4Network) -> set:
-    """Azure reserves network, .1 gateway, .2-.3 DNS, and broadcast."""
-    base = int(net.network_address)
-    return {ipaddress.ip_address(base + i) for i in range(4)} | {net.broadcast_address}
 
 
-def _index(emu: Emulator) -> dict:
-    """Derived lookups over all NICs and LBs, rebuilt only when the store changed.
-
-    "ips": lower subnet id -> {private IP: owner id}; "pools": lower pool id -> ipconfig ids.
-    """
-    cached = getattr(emu, "_net_index", None)
-    if cached is not None and cached[0] == emu.store.version:
-        return cached[1]
-    ips: dict[str, dict] = {}
-    pools: dict[str, list[str]] = {}
-    for doc in emu.store.raw_of_type(NIC):
-        for ipc in doc.get("properties", {}).get("ipConfigurations", []):
-            p = ipc.get("properties", {})
-            sid = _ref_id(p.get("subnet"))
-            if sid and p.get("privateIPAddress"):
-                ips.setdefault(lower(sid), {})[p["privateIPAddress"].split("/")[0]] = ipc.get("id")
-            for pool in p.get("loadBalancerBackendAddressPools") or []:
-                pools.setdefault(lower(pool["id"]), []).append(ipc["id"])
-    for doc in emu.store.raw_of_type(LB):
-        for fe in doc.get("properties", {}).get("frontendIPConfigurations", []):
-            p = fe.get("properties", {})
-            sid = _ref_id(p.get("subnet"))
-            if sid and p.get("privateIPAddress"):
-                ips.setdefault(lower(sid), {})[p["privateIPAddress"]] = fe.get("id")
-    index = {"ips": ips, "pools": pools}
-    emu._net_index = (emu.store.version, index)
-    return index
 
 
-def ip_users(emu: Emulator, subnet_id: str) -> dict:
-    """Private IP -> owner (ipconfig / frontend id) of everything allocated in a subnet."""
-    return dict(_index(emu)["ips"].get(lower(subnet_id), {}))
 
 
-def assign_ip(emu: Emulator, owner_id: str, props: dict, taken_here: set) -> None:
-    """Validate a static private IP or allocate the lowest free one (Dynamic)."""
-    subnet_id = _ref_id(props.get("subnet"))
-    if not subnet_id:
-        return
-    found = find_subnet(emu, subnet_id)
-    if found is None:
-        raise bad_request(
-            "InvalidResourceReference",
-            f"Resource {subnet_id} referenced by resource {owner_id} was not found.",
-        )
-    net = subnet_network(found[1])
-    users = {
-        ip: who
-        for ip, who in ip_users(emu, subnet_id).items()
-        if not lower(who or "").startswith(lower(parent_id(owner_id)) + "/")
-    }
-    method = props.get("privateIPAllocationMethod") or (
-        "Static" if props.get("privateIPAddress") else "Dynamic"
-    )
-    props["privateIPAllocationMethod"] = method
-    props.setdefault("privateIPAddressVersion", "IPv4")
-    ip = props.get("privateIPAddress")
-    if method == "Static" or ip:
-        if not ip:
-            raise bad_request(
-                "PrivateIPAddressIsRequired",
-                f"{owner_id}: a Static allocation needs privateIPAddress.",
-            )
-        addr = ipaddress.ip_address(ip.split("/")[0])
-        if addr not in net:
-            raise bad_request(
-                "PrivateIPAddressNotInSubnet",
-                f"IP configuration {owner_id} is using the private IP address {ip} "
-                f"which does not belong to the range of subnet {subnet_id} ({net}).",
-            )
-        if addr in reserved(net):
-            raise bad_request(
-                "PrivateIPAddressInReservedRange",
-                f"Private static IP address {ip} falls within reserved IP range of "
-                f"subnet prefix {net}.",
-            )
-        if str(addr) in users or str(addr) in taken_here:
-            raise bad_request(
-                "PrivateIPAddressInUse",
-                f"IP configuration {owner_id} is using the private IP address {ip} "
-                f"which is already allocated to resource {users.get(str(addr), owner_id)}.",
-            )
-        taken_here.add(str(addr))
-        return
-    busy = set(users) | taken_here | {str(a) for a in reserved(net)}
-    for host in net.hosts():
-        if str(host) not in busy:
-            props["privateIPAddress"] = str(host)
-            taken_here.add(str(host))
-            return
-    raise bad_request(
-        "SubnetIsFull",
-        f"Subnet {found[1].get('name')} with address prefix {net} does not have "
-        f"enough capacity for 1 IP addresses.",
-    )
 
 
-def _require(emu: Emulator, ref_id: str, by: str) -> None:
+def _require(emu: EmulatorHost, ref_id: str, by: str) -> None:
     target = ref_id
     kind = ref_id.lower().split("/providers/")[-1]
     if "/subnets/" in kind:
@@ -198,7 +67,7 @@ def _require(emu: Emulator, ref_id: str, by: str) -> None:
 
 # ---------------------------------------------------------------------------- PUT per type
 def prepare_put(
-    emu: Emulator, rtype: str, rid: str, body: dict, existing: dict | None
+    emu: EmulatorHost, rtype: str, rid: str, body: dict, existing: dict | None
 ) -> tuple[dict, list[str]]:
     """Validate a PUT and build the document to store; also the linked RBAC actions."""
     name = rid.rstrip("/").split("/")[-1]
@@ -224,7 +93,7 @@ def prepare_put(
     return doc, linked
 
 
-def _check_vnet(emu: Emulator, doc: dict, existing: dict | None) -> None:
+def _check_vnet(emu: EmulatorHost, doc: dict, existing: dict | None) -> None:
     props = doc["properties"]
     spaces = [
         ipaddress.ip_network(p, strict=False)
@@ -254,7 +123,7 @@ def _check_vnet(emu: Emulator, doc: dict, existing: dict | None) -> None:
                 )
 
 
-def _check_nic(emu: Emulator, doc: dict, existing: dict | None) -> list[str]:
+def _check_nic(emu: EmulatorHost, doc: dict, existing: dict | None) -> list[str]:
     props = doc["properties"]
     ipcs = props.get("ipConfigurations") or []
     if not ipcs:
@@ -275,31 +144,31 @@ def _check_nic(emu: Emulator, doc: dict, existing: dict | None) -> list[str]:
     props.setdefault("enableAcceleratedNetworking", False)
     props.setdefault("enableIPForwarding", False)
     linked, taken = set(), set()
-    if _ref_id(props.get("networkSecurityGroup")):
+    if ref_id(props.get("networkSecurityGroup")):
         _require(emu, props["networkSecurityGroup"]["id"], doc["id"])
         linked.add("Microsoft.Network/networkSecurityGroups/join/action")
     for c in ipcs:
         p = c["properties"]
         assign_ip(emu, c["id"], p, taken)
-        if _ref_id(p.get("subnet")):
+        if ref_id(p.get("subnet")):
             linked.add("Microsoft.Network/virtualNetworks/subnets/join/action")
         for pool in p.get("loadBalancerBackendAddressPools") or []:
             _require(emu, pool["id"], c["id"])
             linked.add("Microsoft.Network/loadBalancers/backendAddressPools/join/action")
-        if _ref_id(p.get("publicIPAddress")):
+        if ref_id(p.get("publicIPAddress")):
             linked.add("Microsoft.Network/publicIPAddresses/join/action")
     return sorted(linked)
 
 
-def _check_lb(emu: Emulator, doc: dict) -> list[str]:
+def _check_lb(emu: EmulatorHost, doc: dict) -> list[str]:
     props = doc["properties"]
     linked, taken = set(), set()
     for fe in props.get("frontendIPConfigurations") or []:
         p = fe["properties"]
-        if _ref_id(p.get("subnet")):
+        if ref_id(p.get("subnet")):
             assign_ip(emu, fe["id"], p, taken)
             linked.add("Microsoft.Network/virtualNetworks/subnets/join/action")
-        if _ref_id(p.get("publicIPAddress")):
+        if ref_id(p.get("publicIPAddress")):
             linked.add("Microsoft.Network/publicIPAddresses/join/action")
     names = {coll: {lower(c["id"]) for c in props.get(coll) or []} for coll in CHILDREN[LB.lower()]}
     for rule in props.get("loadBalancingRules") or []:
@@ -309,7 +178,7 @@ def _check_lb(emu: Emulator, doc: dict) -> list[str]:
             ("backendAddressPool", "backendAddressPools"),
             ("probe", "probes"),
         ):
-            ref = _ref_id(p.get(key))
+            ref = ref_id(p.get(key))
             if ref and lower(ref) not in names[coll]:
                 raise bad_request(
                     "InvalidResourceReference",
@@ -326,9 +195,9 @@ def _check_lb(emu: Emulator, doc: dict) -> list[str]:
     return sorted(linked)
 
 
-def check_delete(emu: Emulator, doc: dict) -> None:
+def check_delete(emu: EmulatorHost, doc: dict) -> None:
     t = doc["type"].lower()
-    if t == NIC.lower() and _ref_id(doc.get("properties", {}).get("virtualMachine")):
+    if t == NIC.lower() and ref_id(doc.get("properties", {}).get("virtualMachine")):
         vm = doc["properties"]["virtualMachine"]["id"]
         if vm in emu.store:
             raise bad_request(
@@ -339,7 +208,7 @@ def check_delete(emu: Emulator, doc: dict) -> None:
             )
     if t == NSG.lower():
         for nic in emu.store.raw_of_type(NIC):
-            if lower(_ref_id(nic["properties"].get("networkSecurityGroup")) or "") == lower(
+            if lower(ref_id(nic["properties"].get("networkSecurityGroup")) or "") == lower(
                 doc["id"]
             ):
                 raise bad_request(
@@ -359,7 +228,7 @@ def check_delete(emu: Emulator, doc: dict) -> None:
 
 
 # ---------------------------------------------------------------------------- computed views
-def view(emu: Emulator, doc: dict) -> dict:
+def view(emu: EmulatorHost, doc: dict) -> dict:
     t = doc["type"].lower()
     if t == LB.lower():
         members = pool_members(emu)
@@ -377,9 +246,6 @@ def view(emu: Emulator, doc: dict) -> dict:
     return doc
 
 
-def pool_members(emu: Emulator) -> dict[str, list[str]]:
-    """Lower pool id -> ipconfig ids of NICs that name the pool (NIC-based pools)."""
-    return _index(emu)["pools"]
 
 
 def child_view(doc: dict, coll: str, name: str | None):
@@ -395,64 +261,7 @@ def child_view(doc: dict, coll: str, name: str | None):
     raise not_found(f"{doc['id']}/{coll}/{name}")
 
 
-# ---------------------------------------------------------------------------- rule health
-def _ipconfig_vm_running(emu: Emulator, ipconfig_id: str | None) -> bool | None:
-    if not ipconfig_id:
-        return None
-    nic = emu.store.raw(parent_id(ipconfig_id))
-    vm = _ref_id((nic or {}).get("properties", {}).get("virtualMachine"))
-    if not vm:
-        return None
-    return emu.power_state(vm) == "running"
 
 
-def _ip_of(emu: Emulator, ipconfig_id: str) -> str | None:
-    nic = emu.store.raw(parent_id(ipconfig_id))
-    for ipc in (nic or {}).get("properties", {}).get("ipConfigurations", []):
-        if lower(ipc["id"]) == lower(ipconfig_id):
-            return ipc["properties"].get("privateIPAddress")
-    return None
 
 
-def rule_health(emu: Emulator, lb_id: str, rule_name: str) -> dict:
-    """Body of POST .../loadBalancingRules/{rule}/health.
-
-    Base: the scenario's `health` entry for the rule, else every pool member Up. Then power state
-    wins: a member whose VM is not running is Down; for rules in `emulator.mirrors` only the
-    current primary is Up (failover moves the primary, with no fail-back).
-    """
-    lb = emu.store.get(lb_id)
-    if lb is None:
-        raise not_found(lb_id)
-    rule = child_view(lb, "loadBalancingRules", rule_name)
-    rule_id = rule["id"]
-    entry = emu.health.get(lower(rule_id))
-    if entry is not None:
-        body = copy.deepcopy(entry)
-        addrs = body.setdefault("loadBalancerBackendAddresses", [])
-    else:
-        pool = lower(_ref_id(rule["properties"].get("backendAddressPool")) or "")
-        addrs = [
-            {
-                "ipAddress": _ip_of(emu, i),
-                "networkInterfaceIPConfigurationId": i,
-                "state": "Up",
-                "reason": "Up_Probe_Success",
-            }
-            for i in pool_members(emu).get(pool, [])
-        ]
-        body = {"loadBalancerBackendAddresses": addrs, "loadBalancingRuleName": rule["name"]}
-    primary = emu.mirror_primary_for(rule_id)
-    for a in addrs:
-        ipc = a.get("networkInterfaceIPConfigurationId")
-        if primary is not None and ipc:
-            up = lower(ipc) == lower(primary) and _ipconfig_vm_running(emu, ipc) is not False
-        else:
-            up = a.get("state", "Up") == "Up" and _ipconfig_vm_running(emu, ipc) is not False
-        state = "Up" if up else "Down"
-        if a.get("state") != state or not a.get("reason"):
-            a["reason"] = "Up_Probe_Success" if up else "Down_Probe_Failure"
-        a["state"] = state
-    body["up"] = sum(1 for a in addrs if a["state"] == "Up")
-    body["down"] = len(addrs) - body["up"]
-    return body

@@ -2,7 +2,7 @@
 
 - managed NIC: create (If-None-Match: * so a concurrent creator is never overwritten), read;
 - attach/detach: VM PUT of the NIC list with If-Match on the VM's etag (NIC changes need the VM
-  deallocated: AZURE-FACTS section 2);
+  deallocated: docs/azure-facts.md, "NIC changes");
 - deallocate, start;
 - Run Command: one script at a time per VM (409 Conflict -> wait and retry with backoff within
   the budget), VM not running / agent not ready -> `RunCommandPending` (a clear pending state),

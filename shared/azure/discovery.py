@@ -206,6 +206,51 @@ def _get_one(clients_for: Callable[[str], AzureClients], resource_id: str) -> di
     return found.as_dict()
 
 
+class _ScopeReader:
+    """Reads each top-level resource once (by one GET; one round's GETs in parallel)."""
+
+    def __init__(self, clients_for: Callable[[str], AzureClients], pool: ThreadPoolExecutor):
+        self.clients_for = clients_for
+        self.pool = pool
+        self.docs: dict[str, dict] = {}
+        self.missing: set[str] = set()
+
+    def fetch(self, ids: Iterable[str]) -> list[dict]:
+        """GET the top-level resources of `ids` not read yet; return all of them that exist."""
+        tops = [t for t in (_top(r) for r in ids) if t is not None]
+        new = {key: rid for key, rid in tops if key not in self.docs and key not in self.missing}
+        found = self.pool.map(lambda r: _get_one(self.clients_for, r), new.values())
+        for key, doc in zip(new, found, strict=True):
+            if doc is None:
+                self.missing.add(key)
+            else:
+                self.docs[key] = doc
+        return [self.docs[key] for key in dict.fromkeys(k for k, _ in tops) if key in self.docs]
+
+
+def _refs_of(found: Iterable[dict], kind: str) -> set[str]:
+    return {rid for doc in found for rid in _refs(doc)[kind]}
+
+
+def _skus_and_health(clients_for: Callable[[str], AzureClients], resources: list[dict],
+                     include_health: bool, max_workers: int) -> tuple[list[dict], list[dict]]:
+    """SKUs of the sizes in use and the rules' health, read per subscription."""
+    skus: list[dict] = []
+    health: list[dict] = []
+    by_sub: dict[str, dict[str, list[dict]]] = {}
+    for doc in resources:
+        kind = (doc.get("type") or "").lower()
+        if kind in (_VM, _LB):
+            sub = arm_ids.parse(doc["id"]).subscription.lower()
+            by_sub.setdefault(sub, {_VM: [], _LB: []})[kind].append(doc)
+    for sub, found in sorted(by_sub.items()):
+        clients = clients_for(sub)
+        skus += discover_skus(clients, found[_VM])
+        if include_health:
+            health += discover_health(clients, found[_LB], max_workers=max_workers)
+    return skus, health
+
+
 def discover_scope(
     clients_for: Callable[[str], AzureClients],
     *,
@@ -228,52 +273,22 @@ def discover_scope(
     NICs read here (check availability before using one).
     `clients_for(subscription_id)` gives the clients of a subscription (`ServiceContext.clients`).
     """
-    docs: dict[str, dict] = {}
-    missing: set[str] = set()
     pool = ThreadPoolExecutor(max_workers=max_workers)
-
-    def fetch(ids: Iterable[str]) -> list[dict]:
-        """GET the top-level resources of `ids` not read yet; return all of them that exist."""
-        tops = [t for t in (_top(r) for r in ids) if t is not None]
-        new = {key: rid for key, rid in tops if key not in docs and key not in missing}
-        for key, doc in zip(new, pool.map(lambda r: _get_one(clients_for, r), new.values()),
-                            strict=True):
-            if doc is None:
-                missing.add(key)
-            else:
-                docs[key] = doc
-        return [docs[key] for key in dict.fromkeys(k for k, _ in tops) if key in docs]
-
-    def refs(found: Iterable[dict], kind: str) -> set[str]:
-        return {rid for doc in found for rid in _refs(doc)[kind]}
-
+    reader = _ScopeReader(clients_for, pool)
     try:
-        seeds_vm = fetch(list(vm_ids))
-        seeds_nic = fetch(list(nic_ids))
-        seeds_lb = fetch(list(lb_ids))
+        seeds_vm = reader.fetch(list(vm_ids))
+        seeds_nic = reader.fetch(list(nic_ids))
+        seeds_lb = reader.fetch(list(lb_ids))
         # Subjects: given VMs, VMs of given NICs, members of given load balancers.
-        member_nics = fetch(sorted(refs(seeds_lb, _NIC)))
-        subjects = seeds_vm + fetch(sorted(refs(seeds_nic + member_nics, _VM)))
-        subject_nics = fetch(sorted(refs(subjects, _NIC) | refs(seeds_nic, _NIC)))
-        lbs = fetch(sorted(refs(subject_nics, _LB) | {d["id"] for d in seeds_lb}))
-        peer_nics = fetch(sorted(refs(lbs, _NIC)))
-        fetch(sorted(refs(peer_nics, _VM)))
-        fetch(sorted(refs(subject_nics + peer_nics + lbs, _VNET)))
+        member_nics = reader.fetch(sorted(_refs_of(seeds_lb, _NIC)))
+        subjects = seeds_vm + reader.fetch(sorted(_refs_of(seeds_nic + member_nics, _VM)))
+        subject_nics = reader.fetch(sorted(_refs_of(subjects, _NIC) | _refs_of(seeds_nic, _NIC)))
+        lbs = reader.fetch(sorted(_refs_of(subject_nics, _LB) | {d["id"] for d in seeds_lb}))
+        peer_nics = reader.fetch(sorted(_refs_of(lbs, _NIC)))
+        reader.fetch(sorted(_refs_of(peer_nics, _VM)))
+        reader.fetch(sorted(_refs_of(subject_nics + peer_nics + lbs, _VNET)))
     finally:
         pool.shutdown(wait=True)
-
-    resources = list(docs.values())
-    skus: list[dict] = []
-    health: list[dict] = []
-    by_sub: dict[str, dict[str, list[dict]]] = {}
-    for doc in resources:
-        kind = (doc.get("type") or "").lower()
-        if kind in (_VM, _LB):
-            sub = arm_ids.parse(doc["id"]).subscription.lower()
-            by_sub.setdefault(sub, {_VM: [], _LB: []})[kind].append(doc)
-    for sub, found in sorted(by_sub.items()):
-        clients = clients_for(sub)
-        skus += discover_skus(clients, found[_VM])
-        if include_health:
-            health += discover_health(clients, found[_LB], max_workers=max_workers)
+    resources = list(reader.docs.values())
+    skus, health = _skus_and_health(clients_for, resources, include_health, max_workers)
     return {"resources": resources, "skus": skus, "health": health}

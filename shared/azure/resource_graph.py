@@ -40,7 +40,7 @@ DISCOVERY_QUERY = (
     "| order by id asc"
 )
 
-# The documented VM -> NIC join (AZURE-FACTS section 5), for callers that want only the
+# The documented VM -> NIC join (docs/azure-facts.md, "Resource Graph"), for callers that want only the
 # VM-to-NIC map without the full documents.
 VM_NIC_QUERY = (
     "Resources\n"

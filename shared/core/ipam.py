@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 from collections.abc import Iterable, Iterator
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -159,8 +158,9 @@ def address_value(item: object) -> int | None:
     if not isinstance(item, str):
         return None
     if _DOTTED_QUAD.fullmatch(item):
-        # inet_aton is pure parsing (no lookup); the pattern already fixed the form.
-        return int.from_bytes(socket.inet_aton(item), "big")
+        # The pattern already fixed the form: four octets 0-255.
+        a, b, c, d = (int(octet) for octet in item.split("."))
+        return (a << 24) | (b << 16) | (c << 8) | d
     try:
         return int(ipaddress.ip_address(item))
     except ValueError:

@@ -2,8 +2,8 @@
 
 An explicit choice (`--subscription`, a request's `subscription_id`) wins; else the configured
 scope (HAIRPIN_SUBSCRIPTIONS); else the ambient default (AZURE_SUBSCRIPTION_ID, as the Azure
-CLI and SDKs use it). The audit and remediation used to disagree on the last two; this order is
-the one documented in docs/operations.md.
+CLI and SDKs use it). Every entry point calls this one function, so the audit and the
+remediation cannot disagree; the order is documented in docs/operations.md.
 """
 
 from __future__ import annotations

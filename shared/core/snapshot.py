@@ -3,14 +3,13 @@
 A scenario (emulator input) is `{"resources", "skus", "health", "emulator"}`; a snapshot (what
 the audit reads) is the same without `emulator`. Loading either gives a snapshot; validation
 errors say where the document is wrong, so a bad file never surfaces as a stack trace.
-The functions taking text or objects are pure; `load_file`/`dump_file` are thin I/O wrappers.
+Files are read and written by `shared.storage.snapshot_files`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 __all__ = [
@@ -18,9 +17,7 @@ __all__ = [
     "SNAPSHOT_KEYS",
     "validate",
     "loads",
-    "load_file",
     "dumps",
-    "dump_file",
     "make_snapshot",
 ]
 
@@ -87,15 +84,6 @@ def loads(text: str | bytes, source: str | None = None) -> dict[str, Any]:
     return validate(doc, source)
 
 
-def load_file(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SnapshotError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return loads(data, str(path))
-
-
 def make_snapshot(resources, skus=(), health=()) -> dict[str, Any]:
     """Build a snapshot document from discovered parts, in a stable order (diffable files)."""
 
@@ -123,7 +111,3 @@ def make_snapshot(resources, skus=(), health=()) -> dict[str, Any]:
 def dumps(doc: Mapping[str, Any]) -> str:
     """Snapshot JSON text (validated; `emulator` stripped), indented, ending in a newline."""
     return json.dumps(validate(dict(doc)), indent=2, sort_keys=False) + "\n"
-
-
-def dump_file(doc: Mapping[str, Any], path: str | Path) -> None:
-    Path(path).write_text(dumps(doc), encoding="utf-8")

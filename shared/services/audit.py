@@ -34,6 +34,7 @@ from shared.core.report import html as report_html
 from shared.core.risk import Evaluation, evaluate
 from shared.core.scope import ScopeError, resolve_subscriptions
 from shared.core.topology import Topology, topology_from_snapshot
+from shared.storage import snapshot_files
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ def gather(ctx, *, subscriptions: Iterable[str] | None = None, resource_graph: b
     if snapshot is not None:
         if isinstance(snapshot, Mapping):
             return snapshots.validate(dict(snapshot), "snapshot")
-        return snapshots.load_file(snapshot)
+        return snapshot_files.load_file(snapshot)
     tally = _Tally(on_progress)
     subs = subscriptions_to_audit(ctx, subscriptions)
     if resource_graph:

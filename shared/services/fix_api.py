@@ -27,7 +27,8 @@ from shared.services.context import ServiceContext, build_context
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_BODY_BYTES", "FIX_QUEUE", "ApiResponse", "post_fix", "get_fix",
+__all__ = ["MAX_BODY_BYTES", "FIX_QUEUE", "ApiResponse", "parse_request", "post_fix",
+           "get_fix",
            "run_fix_message", "queue_client", "queue_sender", "STATUS_ACTION"]
 
 MAX_BODY_BYTES = 16 * 1024
@@ -59,7 +60,8 @@ def _status(ctx: ServiceContext, operation: str, result: str, trigger: Trigger,
                                     error=error))
 
 
-def _parse(body: bytes | str | None) -> dict | ApiResponse:
+def parse_request(body: bytes | str | None) -> dict | ApiResponse:
+    """The request document, or the 4xx answer that says what is wrong with it."""
     if body is None:
         body = b""
     raw = body.encode() if isinstance(body, str) else bytes(body)
@@ -96,7 +98,7 @@ def post_fix(ctx: ServiceContext, body: bytes | str | None, *,
              enqueue: Callable[[dict], None] | None = None, principal: str | None = None,
              status_url_base: str = "/api/fix") -> ApiResponse:
     """Dry run (default) or queue an approved apply."""
-    doc = _parse(body)
+    doc = parse_request(body)
     if isinstance(doc, ApiResponse):
         return doc
     target = doc.get("vm_id") or doc.get("finding_id")

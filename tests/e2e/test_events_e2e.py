@@ -18,10 +18,10 @@ import pytest
 
 from shared.core.events import EventConfig, identity_from_jwt
 from shared.core.journal import Trigger
+from shared.core.schedule import MaintenanceWindow
 from shared.core.vocab import TriggerKind
 from shared.services import remediation
 from shared.services.events import EventProcessor
-from shared.settings import MaintenanceWindow
 from tests.support.events import ago, arm_event
 from tests.support.paths import ROOT
 from tests.support.remediation import CLI, IN_WINDOW, OUT_OF_WINDOW, RGP, VM1, VM2

@@ -1,4 +1,4 @@
-"""The Linux fix proven with real connects in the network-namespace fabric (issue 5).
+"""The Linux fix proven with real connects in the network-namespace fabric.
 
 Scenario built here: vm1 10.0.1.10 and vm2 10.0.1.20 behind VIPs 10.0.1.100 and 10.0.1.101
 (TCP 1972), both healthy so flows split round-robin (deterministic); vm1 gets a second NIC

@@ -11,7 +11,8 @@ import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
-from shared.settings import Settings, validate_ncrontab
+from shared.core.schedule import validate_ncrontab
+from shared.settings import Settings
 from tests.support.paths import ROOT
 
 

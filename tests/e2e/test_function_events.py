@@ -1,6 +1,6 @@
 """The Functions wiring of the event path: the Event Grid trigger and the drift-sweep timer in
 function_app.py, found through `app.get_functions()` and invoked with `azure.functions`
-objects (Core Tools cannot be installed here; AZURE-FACTS section 6)."""
+objects (Core Tools cannot be installed here: docs/azure-facts.md, "Azure Functions")."""
 
 from __future__ import annotations
 

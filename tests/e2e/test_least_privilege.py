@@ -28,9 +28,10 @@ from emulator.guests import RecordingGuest
 from emulator.identity import Identity
 from shared.core import arm_ids, permissions
 from shared.core.journal import Trigger
+from shared.core.schedule import MaintenanceWindow
 from shared.core.vocab import Status
 from shared.services import audit, remediation, sweep
-from shared.settings import MaintenanceWindow, Settings
+from shared.settings import Settings
 from shared.storage.journal import Journal
 from shared.storage.locks import LockManager
 from shared.storage.reports import ReportStore
@@ -432,19 +433,19 @@ def test_a_group_outside_the_assignment_gets_403_on_writes(harness):
 
 
 def test_scoped_grants_follow_arm_inheritance():
-    from emulator.server import _granted_at
+    from emulator.rbac import granted_at
 
     grant = {RG_SCOPE: {"Microsoft.Network/networkInterfaces/write"},
              SUB_SCOPE: {"*/read"}}
     nic = f"{RG_SCOPE}/providers/Microsoft.Network/networkInterfaces/n1"
-    assert _granted_at(grant, nic) == {"microsoft.network/networkinterfaces/write", "*/read"}
-    assert _granted_at(grant, f"{SUB_SCOPE}/providers/Microsoft.Network/networkInterfaces") \
+    assert granted_at(grant, nic) == {"microsoft.network/networkinterfaces/write", "*/read"}
+    assert granted_at(grant, f"{SUB_SCOPE}/providers/Microsoft.Network/networkInterfaces") \
         == {"*/read"}
-    assert _granted_at(grant, f"{SUB_SCOPE}/resourceGroups/{RG}x/providers/x") == {"*/read"}
-    assert _granted_at(grant, "/subscriptions/other/resourceGroups/rg") == set()
-    assert _granted_at(grant, None) == {"microsoft.network/networkinterfaces/write", "*/read"}
-    assert _granted_at({"/": {"a/b"}}, "/subscriptions/x") == {"a/b"}
-    assert _granted_at({"A/B"}, "/anything") == {"a/b"}  # a plain set: every scope
+    assert granted_at(grant, f"{SUB_SCOPE}/resourceGroups/{RG}x/providers/x") == {"*/read"}
+    assert granted_at(grant, "/subscriptions/other/resourceGroups/rg") == set()
+    assert granted_at(grant, None) == {"microsoft.network/networkinterfaces/write", "*/read"}
+    assert granted_at({"/": {"a/b"}}, "/subscriptions/x") == {"a/b"}
+    assert granted_at({"A/B"}, "/anything") == {"a/b"}  # a plain set: every scope
 
 
 @pytest.mark.parametrize("missing", permissions.REMEDIATION_ACTIONS)

@@ -33,10 +33,11 @@ def audit(ctx, sub):
 
 
 def _primary_owner(emu, rule_name):
-    from emulator.resources import network
+    from emulator.resources import health as rule_health
+    from emulator.resources import types
 
-    lb_id = [d["id"] for d in emu.store.of_type(network.LB)][0]
-    health = network.rule_health(emu, lb_id, rule_name)
+    lb_id = [d["id"] for d in emu.store.of_type(types.LB)][0]
+    health = rule_health.rule_health(emu, lb_id, rule_name)
     up = [b for b in health["loadBalancerBackendAddresses"] if b["state"] == "Up"]
     return [b["networkInterfaceIPConfigurationId"].split("/networkInterfaces/")[1].split("/")[0]
             for b in up]

@@ -17,6 +17,7 @@ from shared.core.vocab import RecordKind
 from shared.services import audit
 from shared.services.context import ServiceContext
 from shared.settings import Settings
+from shared.storage import snapshot_files
 from tests.support.fixtures_emulator import SCENARIOS
 
 WHEN = datetime(2026, 11, 26, 5, 0, tzinfo=UTC)
@@ -122,7 +123,7 @@ def test_snapshot_round_trip_through_the_cli(emulator, tmp_path, capsys):
     offline = json.loads(capsys.readouterr().out)
     assert offline["findings"] == live.report["findings"]
     assert offline["scope"]["source"] == "snapshot"
-    assert topology_from_snapshot(snapshots.load_file(path)) == live.topology
+    assert topology_from_snapshot(snapshot_files.load_file(path)) == live.topology
 
 
 def test_audit_accepts_a_scenario_file_and_a_document():

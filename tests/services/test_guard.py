@@ -14,10 +14,11 @@ from shared.core import risk
 from shared.core.journal import Trigger
 from shared.core.remediation import guard
 from shared.core.remediation.plan import build_plan, etags_from_documents
+from shared.core.schedule import MaintenanceWindow
 from shared.core.topology import topology_from_snapshot
 from shared.core.vocab import TriggerKind
 from shared.services import remediation
-from shared.settings import MaintenanceWindow, Settings
+from shared.settings import Settings
 from tests.support.remediation import (
     IN_WINDOW,
     OUT_OF_WINDOW,

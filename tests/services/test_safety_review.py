@@ -81,9 +81,9 @@ def test_failure_while_vm_is_not_settled_keeps_the_deallocated_record(power):
 
 
 def test_deeply_nested_json_is_a_400():
-    resp = fix_api._parse(b'{"vm_id": ' + b"[" * 5000 + b"}")
+    resp = fix_api.parse_request(b'{"vm_id": ' + b"[" * 5000 + b"}")
     assert resp.status == 400 and "JSON" in resp.body["error"]
-    resp = fix_api._parse(b"[" * 10000)
+    resp = fix_api.parse_request(b"[" * 10000)
     assert resp.status == 400
 
 

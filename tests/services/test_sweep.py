@@ -91,7 +91,7 @@ def estate_doc(pools: int = 3, per_pool: int = 2, os_type: str = "Linux") -> tup
 
 def with_child_ids(scenario: dict) -> dict:
     """Child resources carry their ids, as ARM returns them (the emulator adds them on load)."""
-    from emulator.resources.network import CHILDREN
+    from emulator.resources.types import CHILDREN
 
     for doc in scenario["resources"]:
         for coll in CHILDREN.get(doc.get("type", "").lower(), []):

@@ -36,7 +36,7 @@ def captured():
 
 @pytest.fixture
 def fresh_state(monkeypatch):
-    monkeypatch.setattr(obs, "_state", {"done": False, "otel": False, "filter": None})
+    obs.reset()
     monkeypatch.delitem(sys.modules, "azure.monitor.opentelemetry", raising=False)
 
 
@@ -121,7 +121,7 @@ def test_setup_without_connection_string_configures_nothing(fresh_state):
         assert state == {"otel": False, "reason": "APPLICATIONINSIGHTS_CONNECTION_STRING not set"}
         assert calls == []
         assert "azure.monitor.opentelemetry" not in sys.modules  # not even imported
-        flt = obs._state["filter"]
+        flt = obs.current_filter()
         assert flt in handler.filters and flt.annotate is True
         # idempotent: one filter per handler
         obs.setup({}, logger=root)
@@ -142,7 +142,7 @@ def test_setup_with_connection_string_configures_azure_monitor_once(fresh_state)
                       "logger_name": "test.hairpin.setup2"}]
     obs.setup(env, logger=root, configure=lambda **kw: calls.append(kw))
     assert len(calls) == 1
-    assert obs._state["filter"].annotate is False  # OTel exports IDs as customDimensions
+    assert obs.current_filter().annotate is False  # OTel exports IDs as customDimensions
 
 
 def test_setup_uses_the_user_assigned_identity_for_entra_ingestion(fresh_state):

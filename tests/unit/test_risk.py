@@ -440,8 +440,9 @@ def test_unknown_facts_are_carried_into_findings():
 
 def test_benchmark_estate_generator_at_small_scale(capsys):
     from bench import bench_evaluate
+    from bench.estate import generate
 
-    resources, skus, health = bench_evaluate.generate(n_vms=200, n_lbs=20)
+    resources, skus, health = generate(n_vms=200, n_lbs=20)
     ev = evaluate(build_topology(resources, skus, health))
     assert ev.findings and all(f.severity in ("high", "medium", "info") for f in ev.findings)
     assert (

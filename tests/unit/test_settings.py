@@ -4,14 +4,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from shared.settings import (
-    CallTarget,
-    MaintenanceWindow,
-    Settings,
-    SettingsError,
-    parse_call_targets,
-    validate_ncrontab,
-)
+from shared.core.call_targets import CallTarget, parse_call_targets
+from shared.core.schedule import MaintenanceWindow, validate_ncrontab
+from shared.settings import Settings, SettingsError
 
 SUBNET = (
     "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/"

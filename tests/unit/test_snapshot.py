@@ -5,27 +5,28 @@ import pytest
 from shared.core import snapshot
 from shared.core.snapshot import SnapshotError
 from shared.core.topology import topology_from_snapshot
+from shared.storage import snapshot_files
 from tests.support.paths import ROOT
 
 SCENARIO = ROOT / "emulator" / "scenarios" / "default.json"
 
 
 def test_scenario_loads_as_snapshot_without_emulator():
-    snap = snapshot.load_file(SCENARIO)
+    snap = snapshot_files.load_file(SCENARIO)
     assert set(snap) == {"resources", "skus", "health"}
     assert "emulator" in json.loads(SCENARIO.read_text())
     assert topology_from_snapshot(snap).vm("hs-vm1") is not None
 
 
 def test_linux_scenario_loads():
-    assert snapshot.load_file(SCENARIO.with_name("default-linux.json"))["resources"]
+    assert snapshot_files.load_file(SCENARIO.with_name("default-linux.json"))["resources"]
 
 
 def test_round_trip(tmp_path):
-    snap = snapshot.load_file(SCENARIO)
+    snap = snapshot_files.load_file(SCENARIO)
     out = tmp_path / "snap.json"
-    snapshot.dump_file(snap, out)
-    assert snapshot.load_file(out) == snap
+    snapshot_files.dump_file(snap, out)
+    assert snapshot_files.load_file(out) == snap
     assert snapshot.dumps(snap).endswith("\n")
 
 
@@ -61,7 +62,7 @@ def test_bad_documents_have_clear_errors(text, fragment):
 
 def test_missing_file(tmp_path):
     with pytest.raises(SnapshotError) as err:
-        snapshot.load_file(tmp_path / "nope.json")
+        snapshot_files.load_file(tmp_path / "nope.json")
     assert "cannot read" in str(err.value)
 
 

@@ -1,6 +1,22 @@
 """Pure: typed, validated values -> guest route scripts (Linux bash, Windows PowerShell)."""
 
+from shared.core.guest.linux import (
+    render_linux_apply,
+    render_linux_body,
+    render_linux_cleanup,
+    render_linux_unit,
+    render_linux_verify,
+)
+from shared.core.guest.output import (
+    RunCommandOutputError,
+    parse_run_command_output,
+    script_lines,
+)
 from shared.core.guest.render import (
+    command_id,
+    render,
+)
+from shared.core.guest.spec import (
     ADDRESS_MARKER,
     BODY_PATH,
     FORMAT_VERSION,
@@ -19,22 +35,14 @@ from shared.core.guest.render import (
     GuestScriptError,
     MacAddress,
     Protocol,
-    RunCommandOutputError,
     VerifyTarget,
     VipRoute,
-    command_id,
     describe,
-    parse_run_command_output,
-    render,
-    render_linux_apply,
-    render_linux_body,
-    render_linux_cleanup,
-    render_linux_unit,
-    render_linux_verify,
+)
+from shared.core.guest.windows import (
     render_windows_apply,
     render_windows_cleanup,
     render_windows_verify,
-    script_lines,
 )
 
 __all__ = [

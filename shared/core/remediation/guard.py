@@ -21,9 +21,10 @@ from datetime import datetime
 
 from shared.core.arm_ids import normalize
 from shared.core.remediation.model import Plan
+from shared.core.schedule import MaintenanceWindow
 from shared.core.topology import Topology, Vm
 from shared.core.vocab import Mode, PowerState, TriggerKind, Verdict
-from shared.settings import MaintenanceWindow, Settings
+from shared.settings import Settings
 
 __all__ = ["Decision", "decide", "check_deallocation", "window_open"]
 
@@ -135,26 +136,34 @@ def decide(plan: Plan, topology: Topology, settings: Settings, *, trigger_kind: 
         return Decision(Verdict.REFUSED, tuple(f"blocked: {b}" for b in plan.blockers))
 
     if TriggerKind(trigger_kind).unattended:
-        not_opted = [v.vm_name for v in plan.vms
-                     if not settings.is_opted_in(_vm(topology, v.vm_id).tags
-                                                 if _vm(topology, v.vm_id) else {})]
-        if not_opted:
-            return Decision(Verdict.REFUSED, tuple(
-                f"{name}: not opted in to unattended remediation (tag "
-                f"{settings.opt_in_tag}={settings.opt_in_value})" for name in not_opted))
-        closed = []
-        for v in dealloc:
-            ok, why = window_open(_vm(topology, v.vm_id), settings, now)
-            if not ok:
-                closed.append(f"{v.vm_name}: deallocation needed but {why}")
-        if closed:
-            return Decision(Verdict.PENDING,
-                            tuple(closed) + ("the plan is recorded as pending",))
-        return Decision(Verdict.RUN, ("unattended apply: every VM opted in"
-                              + (", inside its maintenance window" if dealloc else ""),),
-                        bool(dealloc))
+        return _unattended(plan, dealloc, topology, settings, now)
+    return _on_demand(plan, dealloc, approval)
 
-    # On demand (CLI, HTTP).
+
+def _unattended(plan: Plan, dealloc: list, topology: Topology, settings: Settings,
+                now: datetime) -> Decision:
+    """Events and timers: every VM opted in, and deallocation only inside its window."""
+    not_opted = [v.vm_name for v in plan.vms
+                 if not settings.is_opted_in(_vm(topology, v.vm_id).tags
+                                             if _vm(topology, v.vm_id) else {})]
+    if not_opted:
+        return Decision(Verdict.REFUSED, tuple(
+            f"{name}: not opted in to unattended remediation (tag "
+            f"{settings.opt_in_tag}={settings.opt_in_value})" for name in not_opted))
+    closed = []
+    for v in dealloc:
+        ok, why = window_open(_vm(topology, v.vm_id), settings, now)
+        if not ok:
+            closed.append(f"{v.vm_name}: deallocation needed but {why}")
+    if closed:
+        return Decision(Verdict.PENDING, tuple(closed) + ("the plan is recorded as pending",))
+    return Decision(Verdict.RUN, ("unattended apply: every VM opted in"
+                                  + (", inside its maintenance window" if dealloc else ""),),
+                    bool(dealloc))
+
+
+def _on_demand(plan: Plan, dealloc: list, approval: str | None) -> Decision:
+    """CLI and HTTP: a plan that deallocates runs only with the approval of its exact hash."""
     if dealloc:
         names = ", ".join(v.vm_name for v in dealloc)
         if approval is None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from shared.core.call_targets import CallTarget, parse_call_targets
 from shared.core.topology import Vm
-from shared.settings import CallTarget, Settings, parse_call_targets
+from shared.settings import Settings
 
 __all__ = ["DeclaredCallers", "Declared"]
 

@@ -2,7 +2,8 @@
 (`build_topology`, `topology_from_snapshot`; tolerant field readers in `readers`)."""
 
 from shared.core.topology.build import build_topology, topology_from_snapshot
-from shared.core.topology.model import (
+from shared.core.topology.model import Topology, gc_paused
+from shared.core.topology.resources import (
     BackendHealth,
     BackendPool,
     Frontend,
@@ -17,12 +18,10 @@ from shared.core.topology.model import (
     RuleHealth,
     Sku,
     Subnet,
-    Topology,
-    Unknown,
     Vm,
     VNet,
-    gc_paused,
 )
+from shared.core.topology.unknowns import Unknown
 
 __all__ = [
     "BackendHealth", "BackendPool", "Frontend", "IpConfig", "LbRule", "LoadBalancer", "NatRule",

@@ -17,8 +17,9 @@ from typing import Any
 
 from shared.core.arm_ids import normalize
 from shared.core.topology import catalog, interfaces, load_balancers, machines, membership, networks
-from shared.core.topology.model import Topology, Unknowns, gc_paused
+from shared.core.topology.model import Topology, gc_paused
 from shared.core.topology.readers import as_list, as_str, canonical
+from shared.core.topology.unknowns import Unknowns
 
 __all__ = ["Documents", "build_topology", "topology_from_snapshot"]
 

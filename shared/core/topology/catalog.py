@@ -7,8 +7,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shared.core.arm_ids import normalize
-from shared.core.topology.model import BackendHealth, RuleHealth, Sku, Unknowns
 from shared.core.topology.readers import as_bool, as_dict, as_int, as_list, as_str, canonical
+from shared.core.topology.resources import BackendHealth, RuleHealth, Sku
+from shared.core.topology.unknowns import Unknowns
 
 
 def read_skus(skus: Iterable[Any]) -> dict[str, Sku]:

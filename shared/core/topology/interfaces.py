@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.core.arm_ids import normalize
-from shared.core.topology.model import IpConfig, Nic, Unknowns
 from shared.core.topology.readers import (
     EMPTY,
     as_bool,
@@ -22,6 +21,8 @@ from shared.core.topology.readers import (
     name_or_last_segment,
     ref_id,
 )
+from shared.core.topology.resources import IpConfig, Nic
+from shared.core.topology.unknowns import Unknowns
 
 Docs = Mapping[str, tuple[str, Mapping[str, Any]]]
 

@@ -8,16 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.core.arm_ids import normalize
-from shared.core.topology.model import (
-    BackendPool,
-    Frontend,
-    LbRule,
-    LoadBalancer,
-    NatRule,
-    PoolAddress,
-    Probe,
-    Unknowns,
-)
 from shared.core.topology.readers import (
     as_bool,
     as_dict,
@@ -30,6 +20,16 @@ from shared.core.topology.readers import (
     ref_id,
     vnet_of_subnet,
 )
+from shared.core.topology.resources import (
+    BackendPool,
+    Frontend,
+    LbRule,
+    LoadBalancer,
+    NatRule,
+    PoolAddress,
+    Probe,
+)
+from shared.core.topology.unknowns import Unknowns
 
 Docs = Mapping[str, tuple[str, Mapping[str, Any]]]
 

@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.core.arm_ids import normalize
-from shared.core.topology.model import Nic, Unknowns, Vm
 from shared.core.topology.readers import (
     EMPTY,
     as_bool,
@@ -17,6 +16,8 @@ from shared.core.topology.readers import (
     name_or_last_segment,
     ref_id,
 )
+from shared.core.topology.resources import Nic, Vm
+from shared.core.topology.unknowns import Unknowns
 from shared.core.vocab import PowerState
 
 Docs = Mapping[str, tuple[str, Mapping[str, Any]]]

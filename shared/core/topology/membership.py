@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from shared.core.topology.model import BackendPool, IpConfig, PoolMember, Unknowns
+from shared.core.topology.resources import BackendPool, IpConfig, PoolMember
+from shared.core.topology.unknowns import Unknowns
 
 Members = dict[str, dict[tuple, PoolMember]]  # pool key -> member slot -> member
 

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from shared.core.arm_ids import normalize
-from shared.core.topology.model import Subnet, Unknowns, VNet
 from shared.core.topology.readers import (
     as_dict,
     as_list,
@@ -16,6 +15,8 @@ from shared.core.topology.readers import (
     ref_id,
     vnet_of_subnet,
 )
+from shared.core.topology.resources import Subnet, VNet
+from shared.core.topology.unknowns import Unknowns
 
 Docs = Mapping[str, tuple[str, Mapping[str, Any]]]
 
