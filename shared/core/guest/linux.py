@@ -43,25 +43,35 @@ from shared.core.guest.spec import (
 from shared.core.guest.templates import fill, template
 
 
-def _bash_vars(spec: GuestRouteSpec) -> str:
+# The values the apply script reads; cleanup reads the subset in CLEANUP_VARS.
+def _bash_values(spec: GuestRouteSpec) -> dict[str, str]:
     want_rules = " ".join(f"{_ipproto_alt(p)}/{port}" for p, port in spec.narrow_rules)
-    return "\n".join([
-        f"FORMAT={FORMAT_VERSION}",
-        f"PRIMARY_IP={spec.primary_ip}",
-        f"SECONDARY_IP={spec.secondary_ip}",
-        f"SECONDARY_MAC={spec.secondary_mac.linux}",
-        f"GATEWAY={spec.gateway}",
-        f"PREFIX_LEN={spec.prefix_len}",
-        f"TABLE={POLICY_TABLE}",
-        f"RULE_PREF={RULE_PREF}",
-        f"LOCAL_PREF={LOCAL_RULE_PREF}",
-        f"RT_PROTO={ROUTE_PROTO}",
-        f"STATE_DIR={STATE_DIR}",
-        f"ADDRESS_MARKER={ADDRESS_MARKER}",
-        f"WANT_VIPS='{' '.join(str(v) for v in spec.vips)}'",
-        f"WANT_RULES='{want_rules}'",
-        f"WANT_BROAD={1 if spec.needs_broad_rule else 0}",
-    ]) + "\n"
+    return {
+        "FORMAT": str(FORMAT_VERSION),
+        "PRIMARY_IP": str(spec.primary_ip),
+        "SECONDARY_IP": str(spec.secondary_ip),
+        "SECONDARY_MAC": spec.secondary_mac.linux,
+        "GATEWAY": str(spec.gateway),
+        "PREFIX_LEN": str(spec.prefix_len),
+        "TABLE": str(POLICY_TABLE),
+        "RULE_PREF": str(RULE_PREF),
+        "LOCAL_PREF": str(LOCAL_RULE_PREF),
+        "RT_PROTO": str(ROUTE_PROTO),
+        "STATE_DIR": STATE_DIR,
+        "ADDRESS_MARKER": ADDRESS_MARKER,
+        "WANT_VIPS": f"'{' '.join(str(v) for v in spec.vips)}'",
+        "WANT_RULES": f"'{want_rules}'",
+        "WANT_BROAD": "1" if spec.needs_broad_rule else "0",
+    }
+
+
+CLEANUP_VARS = ("FORMAT", "PRIMARY_IP", "SECONDARY_IP", "SECONDARY_MAC", "PREFIX_LEN", "TABLE",
+                "RULE_PREF", "LOCAL_PREF", "RT_PROTO", "STATE_DIR", "ADDRESS_MARKER")
+
+
+def _bash_vars(spec: GuestRouteSpec, names: tuple[str, ...] | None = None) -> str:
+    values = _bash_values(spec)
+    return "".join(f"{k}={values[k]}\n" for k in (names or tuple(values)))
 
 
 def _ipproto(p: Protocol) -> tuple[str, int]:
@@ -137,7 +147,7 @@ def render_linux_cleanup(spec: GuestRouteSpec) -> str:
     """Run Command cleanup script: removes exactly what apply added (routes tagged with our
     proto, rules at our pref/table, the moved local rule, the address only if we added it,
     the persisted files and unit)."""
-    return (_header("hairpin routes: cleanup", spec) + _bash_vars(spec)
+    return (_header("hairpin routes: cleanup", spec) + _bash_vars(spec, CLEANUP_VARS)
             + f"BODY_PATH={BODY_PATH}\nUNIT_PATH={UNIT_PATH}\nUNIT_LINK={UNIT_LINK}\n"
             + f"UNIT_NAME={UNIT_NAME}\n"
             + template("prelude.sh") + template("find_devs.sh") + template("cleanup.sh"))

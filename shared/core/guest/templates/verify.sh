@@ -7,8 +7,9 @@ ALL_OK=1
 # One fresh TCP connection (new source port) per attempt, all in parallel; a server that
 # answers a line first names the backend.
 probe() { # $1 vip, $2 port
-  local i ok=0 line name backends='' seen=''
+  local i ok=0 line name backends=''
   for i in $(seq 1 "$COUNT"); do
+    # shellcheck disable=SC2016  # $1 and $2 are the inner bash's arguments
     timeout "$TIMEOUT" bash -c 'exec 3<>"/dev/tcp/$1/$2" || exit 1; echo C
       IFS= read -r -t 1 l <&3 && printf "L %s\n" "$l"; exit 0' _ "$1" "$2" \
       >"$TMP/$i" 2>/dev/null &
