@@ -940,8 +940,8 @@ def _configured_skips() -> dict[str, str]:
     return skips
 
 
-def _checkov(*args: str, cwd: Path) -> subprocess.Popen:
-    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(cwd), "LOG_LEVEL": "ERROR"}
+def _checkov(*args: str, cwd: Path, home: Path) -> subprocess.Popen:
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "LOG_LEVEL": "ERROR"}
     return subprocess.Popen([str(CHECKOV), *args, "-o", "json"], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -965,10 +965,12 @@ def test_checkov_finds_nothing_that_is_not_skipped_with_a_reason(tmp_path):
     unexplained = [cid for cid, reason in skips.items() if len(reason.split()) < 8]
     assert unexplained == [], f"skips without a reason: {unexplained}"
     # the configured run (what a person runs) and a raw run of every check, side by side
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
     configured = _checkov("--config-file", str(CHECKOV_CONFIG), "-d", str(INFRA),
-                          cwd=ROOT)
+                          cwd=ROOT, home=tmp_path / "a")
     raw = _checkov("-d", str(INFRA), "--framework", "arm", "--skip-download", "--quiet",
-                   cwd=tmp_path)
+                   cwd=tmp_path / "b", home=tmp_path / "b")
     assert _failed(configured) == []
     findings = _failed(raw)
     assert {cid for cid, _ in findings} == set(skips), (
