@@ -110,7 +110,10 @@ print(str(v).lower() if isinstance(v, bool) else v)' "$1" "$2"
 # "Destination endpoint not found"; Azure/Azure-Functions#1004, Azure/azure-cli#11176).
 readonly COMMON_TRANSIENT='429|TooManyRequests|ServiceUnavailable|timed out|temporarily unavailable'
 readonly PUBLISH_TRANSIENT="403|Forbidden|BlobUploadFailed|AuthorizationPermissionMismatch|Conflict|$COMMON_TRANSIENT"
-readonly EVENTS_TRANSIENT="Url validation|Endpoint validation|attempt to validate the provided endpoint|Destination endpoint not found|handshake|$COMMON_TRANSIENT"
+readonly EVENTS_TRANSIENT="Url validation|Endpoint validation|attempt to validate the provided endpoint|Destination endpoint not found|pre-exist|handshake|$COMMON_TRANSIENT"
+# Resource providers the deployment and these commands use (a fresh subscription has few
+# registered; Microsoft.App backs the Flex Consumption VNet integration's subnet delegation).
+readonly PROVIDERS="Microsoft.Web Microsoft.Storage Microsoft.Network Microsoft.App Microsoft.EventGrid Microsoft.Insights Microsoft.OperationalInsights Microsoft.ManagedIdentity"
 
 ERR_FILE=$(mktemp)
 trap 'rm -f "$ERR_FILE"' EXIT
@@ -157,6 +160,16 @@ prerequisites() {  # (0) the package and the app registration that defines Hairp
   tenant=$(az account show --query tenantId -o tsv 2>"$ERR_FILE") \
     || { last_error; die 2 "cannot read the tenant of subscription $SUBSCRIPTION"; }
   note "subscription $SUBSCRIPTION, tenant $tenant, region $LOCATION"
+  local ns state
+  for ns in $PROVIDERS; do
+    state=$(az provider show --namespace "$ns" --query registrationState -o tsv 2>"$ERR_FILE") \
+      || { last_error; die 2 "cannot read the registration of resource provider $ns"; }
+    if [ "$state" != "Registered" ]; then
+      note "registering resource provider $ns ($state)"
+      az provider register --namespace "$ns" --wait 2>"$ERR_FILE" \
+        || { last_error; die 2 "cannot register resource provider $ns (needs */register/action)"; }
+    fi
+  done
   if [ -z "$PACKAGE" ]; then
     note "building the package (scripts/package.py)"
     PACKAGE=$(cd "$ROOT" && python3 scripts/package.py --out dist \

@@ -68,6 +68,8 @@ def success_scenario(**over) -> dict:
     scenario = {
         "account set": [ok()],
         "account show": [ok("tenant-1\n")],
+        "provider show": [ok("Registered\n")],
+        "provider register": [ok()],
         "ad app list": [ok("\n")],
         "ad app create": [ok("33333333-3333-4333-8333-333333333333\n")],
         "ad app update": [ok()],
@@ -139,8 +141,12 @@ def deploy(tmp_path, package):
     return run
 
 
-FULL_SEQUENCE = ["account set", "account show", "ad app list", "ad app create", "ad app update",
-                 "ad sp list", "ad sp create", "deployment sub create",
+PROVIDERS = ["Microsoft.Web", "Microsoft.Storage", "Microsoft.Network", "Microsoft.App",
+             "Microsoft.EventGrid", "Microsoft.Insights", "Microsoft.OperationalInsights",
+             "Microsoft.ManagedIdentity"]
+FULL_SEQUENCE = ["account set", "account show", *["provider show"] * len(PROVIDERS),
+                 "ad app list", "ad app create", "ad app update", "ad sp list", "ad sp create",
+                 "deployment sub create",
                  "functionapp deployment source config-zip", "functionapp function list",
                  "deployment group create"]
 
@@ -188,6 +194,16 @@ def test_the_whole_sequence_with_its_key_arguments(deploy, package):
                  f"az functionapp function keys list -g {RG} -n {APP} --function-name "
                  "health_check", "subscribed (hairpin-arm-events -> on_resource_event)"):
         assert text in r.out, text
+
+
+def test_unregistered_resource_providers_are_registered(deploy):
+    r = deploy(success_scenario(**{"provider show": [ok("Registered\n"), ok("NotRegistered\n"),
+                                                     ok("Registered\n")]}))
+    assert r.rc == 0, r.err
+    shown = [arg(c, "--namespace") for c in r.calls if c[:2] == ["provider", "show"]]
+    assert shown == PROVIDERS
+    (register,) = [c for c in r.calls if c[:2] == ["provider", "register"]]
+    assert arg(register, "--namespace") == "Microsoft.Storage" and "--wait" in register
 
 
 def test_name_prefix_and_parameter_file_are_passed(deploy, tmp_path):
