@@ -904,6 +904,14 @@ def test_the_secret_scan_catches_secrets():
 
 def test_deploy_doc_has_the_one_command_and_the_button():
     doc = (ROOT / "docs" / "deploy.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    one = "scripts/deploy.sh --subscription <id> --location <region>"
+    assert one in doc and one in readme
+    for section in ("## What it does, step by step", "## How long it takes",
+                    "## When step 3 fails", "## Network isolation", "## Sources",
+                    "## Not verified here", "Hairpin.Approver"):
+        assert section in doc, section
+    assert "scripts/deploy.sh --events-only" in doc and "--events-only" in readme
     assert "az deployment sub create -l <region> -f infra/main.json " \
            "-p @infra/parameters.prod.json" in doc
     assert "https://aka.ms/deploytoazurebutton" in doc
