@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One command on a fresh subscription (docs/deploy.md):
 #   scripts/deploy.sh --subscription ID --location REGION [--parameters FILE] [--name-prefix P]
-# Steps: (0) the Entra ID app registration for approvals, (1) infrastructure (infra/main.json,
-# subscription scope), (2) the package (make package) published with
+# Steps: (0) resource providers, the package (make package), the Entra ID app registration for
+# approvals, (1) infrastructure (infra/main.json,
+# subscription scope), (2) the package published with
 # `az functionapp deployment source config-zip`, waiting until the functions are listed,
 # (3) the Event Grid subscription (infra/eventgrid.json), only now that the function exists, with
 # bounded retries while Event Grid's endpoint validation fails, (4) what was deployed.
@@ -141,17 +142,22 @@ retry() {
 last_error() { tail -n 5 "$ERR_FILE" | sed 's/^/    /' >&2; }
 
 # ----------------------------------------------------------------------------- the steps
+output() {  # output NAME: one output of the subscription deployment (exit 3 when missing)
+  json_get "$OUTPUTS" "$1" \
+    || die 3 "deployment $DEPLOYMENT_NAME has no output $1 (deployed from an older infra/main.json?)"
+}
+
 read_outputs() {  # the deployment outputs the steps after (1) use
-  RG=$(json_get "$OUTPUTS" resourceGroup)
-  APP=$(json_get "$OUTPUTS" functionAppName)
-  URL=$(json_get "$OUTPUTS" functionAppUrl)
-  IDENTITY_ID=$(json_get "$OUTPUTS" identityResourceId)
-  PRINCIPAL=$(json_get "$OUTPUTS" identityPrincipalId)
-  CLIENT=$(json_get "$OUTPUTS" identityClientId)
-  STORAGE_ID=$(json_get "$OUTPUTS" storageAccountId)
-  TOPIC=$(json_get "$OUTPUTS" systemTopicName)
-  DEADLETTER=$(json_get "$OUTPUTS" deadLetterContainer)
-  EVENT_DELIVERY=$(json_get "$OUTPUTS" eventDelivery)
+  RG=$(output resourceGroup)
+  APP=$(output functionAppName)
+  URL=$(output functionAppUrl)
+  IDENTITY_ID=$(output identityResourceId)
+  PRINCIPAL=$(output identityPrincipalId)
+  CLIENT=$(output identityClientId)
+  STORAGE_ID=$(output storageAccountId)
+  TOPIC=$(output systemTopicName)
+  DEADLETTER=$(output deadLetterContainer)
+  EVENT_DELIVERY=$(output eventDelivery)
 }
 
 prerequisites() {  # (0) the package and the app registration that defines Hairpin.Approver

@@ -292,6 +292,15 @@ def test_infrastructure_failure_stops_with_a_clear_message(deploy):
     assert "AuthorizationFailed" in r.err  # az's own reason is shown
 
 
+def test_outputs_of_an_older_template_stop_with_exit_3(deploy):
+    old = outputs()
+    del old["systemTopicName"]
+    r = deploy(success_scenario(**{"deployment sub create": [ok(json.dumps(old))]}))
+    assert r.rc == 3
+    assert "has no output systemTopicName" in r.err
+    assert "functionapp deployment source config-zip" not in r.commands()
+
+
 def test_a_non_transient_event_subscription_error_is_not_retried(deploy):
     r = deploy(success_scenario(**{"deployment group create": [fail(
         "ERROR: (AuthorizationFailed) The client does not have authorization to perform action "
