@@ -9,7 +9,8 @@ What goes in (the layout the Functions host expects at the root of the zip):
 What stays out: everything .funcignore names (tests/, emulator/, bench/, docs/, infra/, ...),
   __pycache__ and *.pyc, pip's bin/ (scripts with this machine's interpreter in the shebang).
 Reproducible: entries sorted, every timestamp fixed (SOURCE_DATE_EPOCH, default 1980-01-01),
-  fixed permissions, no bytecode, so the same sources and wheels give the same bytes.
+  fixed permissions, no bytecode, no machine paths (RECORD lines of the left-out bin/ scripts),
+  so the same sources and wheels give the same bytes wherever they are built.
 
 Usage: python scripts/package.py [--out dist] [--site-packages DIR] [--python-version 3.11]
   --site-packages reuses an already installed tree (the test builds it once).
@@ -129,6 +130,17 @@ def fixed_time() -> tuple[int, int, int, int, int, int]:
     return time.gmtime(epoch)[:6]
 
 
+def _content(name: str, src: Path) -> bytes:
+    data = src.read_bytes()
+    if name.startswith(SITE_PACKAGES) and name.endswith(".dist-info/RECORD"):
+        # RECORD lists the console scripts pip wrote to bin/ (left out) with hashes that depend
+        # on this machine's interpreter path: drop those lines, so the package is the same
+        # wherever it is built.
+        lines = data.decode().splitlines(keepends=True)
+        data = "".join(ln for ln in lines if not ln.startswith(("../../bin/", "bin/"))).encode()
+    return data
+
+
 def write_zip(entries: list[tuple[str, Path]], dest: Path) -> None:
     names = [n for n, _ in entries]
     if len(names) != len(set(names)):
@@ -141,7 +153,7 @@ def write_zip(entries: list[tuple[str, Path]], dest: Path) -> None:
             info.compress_type = zipfile.ZIP_DEFLATED
             info.create_system = 3  # Unix, so the mode below is honoured
             info.external_attr = (0o100644 << 16)
-            zf.writestr(info, src.read_bytes(), compresslevel=9)
+            zf.writestr(info, _content(name, src), compresslevel=9)
     tmp.replace(dest)
 
 

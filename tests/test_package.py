@@ -109,6 +109,12 @@ def test_package_layout(package):
                    ".python_packages"}, top
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert not [n for n in names if n.startswith(f"{SITE}/bin/")]
+    with zipfile.ZipFile(package) as zf:
+        records = [zf.read(n).decode() for n in names if n.endswith(".dist-info/RECORD")]
+    assert records
+    # no trace of the build machine: the left-out scripts' RECORD lines (with hashes of a
+    # shebang naming this interpreter) are gone too
+    assert not [ln for r in records for ln in r.splitlines() if "bin/" in ln.split(",")[0]]
 
 
 def test_package_holds_the_whole_shared_tree(package):
