@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv node system demo test lint bench clean
+.PHONY: venv node system demo test lint bench clean package checkov
 
 venv: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -24,7 +24,7 @@ system:
 demo: venv node system
 	$(PY) -m emulator.demo
 
-test: venv node system
+test: venv node system checkov
 	$(PY) -m pytest
 
 lint: venv
@@ -33,5 +33,20 @@ lint: venv
 bench: venv
 	$(PY) bench/run_all.py
 
+# The Flex Consumption package: dist/<name>-<version>.zip (app + Linux x86_64 CPython 3.11 wheels).
+package: venv
+	$(PY) scripts/package.py --out dist
+
+# checkov (template scanner) in its own venv: its dependencies clash with the app's pins.
+CHECKOV_VENV  ?= .venv-checkov
+CHECKOV_PIN   ?= checkov==3.3.30
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-stamp
+checkov: $(CHECKOV_STAMP)
+$(CHECKOV_STAMP): Makefile
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	echo '*' > $(CHECKOV_VENV)/.gitignore  # out of git and ruff, as Python 3.13's venv does
+	$(CHECKOV_VENV)/bin/python -m pip install -q --disable-pip-version-check "$(CHECKOV_PIN)"
+	touch $@
+
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .hypothesis out
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .hypothesis out dist

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the namespace fabric (iproute2, nftables, util-linux) and the HTML
-# report check (chromium) need. Only as root; otherwise the tests that need them skip and say so.
+# Installs the Debian packages the namespace fabric (iproute2, nftables, util-linux), the HTML
+# report check (chromium) and the deploy script's lint (shellcheck) need. Only as root;
+# otherwise the tests that need them skip and say so.
 set -euo pipefail
 need=()
 command -v ip >/dev/null || need+=(iproute2)
 command -v nft >/dev/null || need+=(nftables)
 command -v chromium >/dev/null || need+=(chromium)
 command -v unshare >/dev/null || need+=(util-linux)
+command -v shellcheck >/dev/null || need+=(shellcheck)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
-  echo "not root: skipping apt-get install ${need[*]} (namespace and browser tests will skip)" >&2
+  echo "not root: skipping apt-get install ${need[*]} (namespace, browser and shellcheck tests will skip)" >&2
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive

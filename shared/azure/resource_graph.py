@@ -40,8 +40,8 @@ DISCOVERY_QUERY = (
     "| order by id asc"
 )
 
-# The documented VM -> NIC join (docs/azure-facts.md, "Resource Graph"), for callers that want only the
-# VM-to-NIC map without the full documents.
+# The documented VM -> NIC join (docs/azure-facts.md, "Resource Graph"), for callers that want
+# only the VM-to-NIC map without the full documents.
 VM_NIC_QUERY = (
     "Resources\n"
     "| where type =~ 'microsoft.compute/virtualmachines'\n"

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -75,6 +77,14 @@ KNOWN_TYPES = {
     "Microsoft.EventGrid/topics": "2022-06-15",
     "Microsoft.EventGrid/systemTopics": "2022-06-15",
     "Microsoft.EventGrid/systemTopics/eventSubscriptions": "2022-06-15",
+    "Microsoft.Network/networkSecurityGroups": "2024-05-01",
+    "Microsoft.Network/publicIPAddresses": "2024-05-01",
+    "Microsoft.Network/natGateways": "2024-05-01",
+    "Microsoft.Network/virtualNetworks": "2024-05-01",
+    "Microsoft.Network/privateEndpoints": "2024-05-01",
+    "Microsoft.Network/privateEndpoints/privateDnsZoneGroups": "2024-05-01",
+    "Microsoft.Network/privateDnsZones": "2024-06-01",
+    "Microsoft.Network/privateDnsZones/virtualNetworkLinks": "2024-06-01",
 }
 
 
@@ -477,9 +487,9 @@ def test_one_user_assigned_identity_used_everywhere(main):
     site = one(tpl, "Microsoft.Web/sites")
     assert site["identity"] == {"type": "UserAssigned",
                                 "userAssignedIdentities": {"[variables('identityId')]": {}}}
-    topic = one(tpl, "Microsoft.EventGrid/systemTopics")
-    assert "[variables('identityId')]" in topic["identity"]["userAssignedIdentities"]
     assert tpl["outputs"]["principalId"]["value"] == UAMI_PRINCIPAL
+    # the system topic (infra/eventgrid.json) gets the same identity from main's output
+    assert main["outputs"]["identityResourceId"]["value"].endswith("outputs.identityId.value]")
 
 
 def test_data_role_assignments_on_the_app_resources(main):
@@ -614,12 +624,26 @@ def _event_grid_functions() -> set[str]:
     return names
 
 
-def test_event_subscription_filters_equal_the_handled_events(main):
-    tpl = app_template(main)
-    v = tpl["variables"]
+EVENTGRID = INFRA / "eventgrid.json"
+
+
+@pytest.fixture(scope="module")
+def eventgrid() -> dict:
+    return load(EVENTGRID)
+
+
+def test_eventgrid_template_is_a_valid_resource_group_template(eventgrid):
+    assert eventgrid["$schema"].endswith("/2019-04-01/deploymentTemplate.json#")
+    assert errors(validator("deploymentTemplate.json"), eventgrid) == []
+    for res in eventgrid["resources"]:
+        assert res["apiVersion"] == KNOWN_TYPES[res["type"]], res["type"]
+
+
+def test_event_subscription_filters_equal_the_handled_events(eventgrid):
+    v = eventgrid["variables"]
     assert v["handledEventTypes"] == list(event_types.HANDLED_EVENT_TYPES)
     assert v["handledOperations"] == list(event_types.ALL_HANDLED_OPERATIONS)
-    sub = one(tpl, "Microsoft.EventGrid/systemTopics/eventSubscriptions")
+    sub = one(eventgrid, "Microsoft.EventGrid/systemTopics/eventSubscriptions")
     f = sub["properties"]["filter"]
     assert f["includedEventTypes"] == "[variables('handledEventTypes')]"
     assert f["advancedFilters"] == [{"operatorType": "StringIn", "key": "data.operationName",
@@ -628,73 +652,221 @@ def test_event_subscription_filters_equal_the_handled_events(main):
     assert len(event_types.ALL_HANDLED_OPERATIONS) <= 25
 
 
-def test_system_topic_on_the_subscription_with_retry_and_dead_letter(main):
-    tpl = app_template(main)
-    topic = one(tpl, "Microsoft.EventGrid/systemTopics")
+def test_system_topic_on_the_subscription_with_retry_and_dead_letter(eventgrid):
+    topic = one(eventgrid, "Microsoft.EventGrid/systemTopics")
     assert topic["location"] == "global"
     assert topic["properties"] == {"source": "[subscription().id]",
                                    "topicType": "Microsoft.Resources.Subscriptions"}
-    sub = one(tpl, "Microsoft.EventGrid/systemTopics/eventSubscriptions")
-    assert sub["name"].startswith("[format('{0}/{1}', variables('systemTopicName')")
+    assert topic["identity"] == {"type": "UserAssigned", "userAssignedIdentities": {
+        "[parameters('identityResourceId')]": {}}}
+    sub = one(eventgrid, "Microsoft.EventGrid/systemTopics/eventSubscriptions")
     p = sub["properties"]
     assert p["destination"]["endpointType"] == "AzureFunction"
     assert p["destination"]["properties"]["resourceId"] == (
-        "[resourceId('Microsoft.Web/sites/functions', variables('siteName'), "
+        "[resourceId('Microsoft.Web/sites/functions', parameters('functionAppName'), "
         "parameters('eventFunctionName'))]")
     assert p["eventDeliverySchema"] == "EventGridSchema"
     assert set(p["retryPolicy"]) == {"maxDeliveryAttempts", "eventTimeToLiveInMinutes"}
     dl = p["deadLetterWithResourceIdentity"]
     assert dl["identity"] == {"type": "UserAssigned",
-                              "userAssignedIdentity": "[variables('identityId')]"}
+                              "userAssignedIdentity": "[parameters('identityResourceId')]"}
+    assert dl["deadLetterDestination"]["endpointType"] == "StorageBlob"
     assert dl["deadLetterDestination"]["properties"] == {
-        "resourceId": "[variables('storageId')]",
-        "blobContainerName": "[variables('deadLetterContainer')]"}
+        "resourceId": "[parameters('deadLetterStorageAccountId')]",
+        "blobContainerName": "[parameters('deadLetterContainer')]"}
+
+
+def test_main_does_not_subscribe_events_in_the_deployment_that_uploads_code(main):
+    """First-run timing (Azure/Azure-Functions#1004, Azure/azure-cli#11176): Event Grid
+    validates an AzureFunction endpoint when the subscription is created, and the function and
+    its system key exist only after the code is up. So the subscription is a separate step
+    (scripts/deploy.sh step 3 deploys infra/eventgrid.json), as in Microsoft's Flex + Event Grid
+    sample, and main.json (which may upload code through onedeploy) holds no Event Grid
+    subscription and no system topic."""
+    for template in [main, *nested(main)]:
+        types = {r["type"] for r in template["resources"]}
+        assert "Microsoft.EventGrid/systemTopics/eventSubscriptions" not in types
+        assert "Microsoft.EventGrid/systemTopics" not in types
+    for name in ("deployEventSubscription", "codeAlreadyPublished"):
+        assert name not in main["parameters"]
+    onedeploy = one(app_template(main), "Microsoft.Web/sites/extensions")
+    assert onedeploy["condition"] == "[not(empty(parameters('packageUri')))]"
+    # a prebuilt package (make package): the host runs it as is
+    assert onedeploy["properties"] == {"packageUri": "[parameters('packageUri')]",
+                                       "remoteBuild": False}
+
+
+def test_main_outputs_everything_the_event_subscription_step_needs(main, eventgrid):
+    """scripts/deploy.sh passes main.json's outputs to infra/eventgrid.json."""
+    required = {n for n, p in eventgrid["parameters"].items() if "defaultValue" not in p}
+    assert required == {"functionAppName", "identityResourceId", "deadLetterStorageAccountId"}
+    outputs = main["outputs"]
+    for name in ("functionAppName", "identityResourceId", "storageAccountId", "systemTopicName",
+                 "deadLetterContainer", "resourceGroup", "eventDelivery"):
+        assert name in outputs, name
+    tpl = app_template(main)
+    assert tpl["outputs"]["identityId"]["value"] == "[variables('identityId')]"
+    assert tpl["outputs"]["storageAccountId"]["value"] == "[variables('storageId')]"
+    assert tpl["outputs"]["systemTopicName"]["value"] == "[variables('systemTopicName')]"
+    assert eventgrid["parameters"]["deadLetterContainer"]["defaultValue"] == \
+        tpl["variables"]["deadLetterContainer"]
     assert "[variables('deadLetterContainer')]" in tpl["variables"]["blobContainers"]
-    # needs the code deployed (the function must exist when Event Grid validates it)
-    assert sub["condition"] == "[variables('eventSubscriptionEnabled')]"
-    assert "onedeploy" in " ".join(sub["dependsOn"])
+    # the identity dead-letters into the app's storage (Blob Data Owner there)
+    assert "storageBlobDataOwner" in tpl["variables"]["storageRoles"]
 
 
-def test_event_function_name_matches_the_trigger_in_function_app(main):
+def test_event_function_name_matches_the_trigger_in_function_app(eventgrid):
     names = _event_grid_functions()
     assert names, "function_app.py has an Event Grid trigger"
-    assert main["parameters"]["eventFunctionName"]["defaultValue"] in names
+    assert eventgrid["parameters"]["eventFunctionName"]["defaultValue"] in names
 
 
-def test_notification_topic_is_optional_and_keyless(main):
+def test_notification_topic_is_optional_keyless_and_private_when_isolated(main):
     tpl = app_template(main)
     topic = one(tpl, "Microsoft.EventGrid/topics")
     assert topic["condition"] == "[parameters('deployNotificationTopic')]"
     assert topic["properties"]["disableLocalAuth"] is True  # Entra ID only: no aeg-sas-key
     assert topic["properties"]["inputSchema"] == "CloudEventSchemaV1_0"
+    assert topic["properties"]["publicNetworkAccess"] == \
+        "[if(variables('isolated'), 'Disabled', 'Enabled')]"
     assert "deployNotificationTopic" in app_settings(main)["HAIRPIN_NOTIFY_TOPIC_ENDPOINT"]
+    # ... and then reachable through a private endpoint (groupId topic)
+    links = tpl["variables"]["storagePrivateLinks"]
+    assert "if(parameters('deployNotificationTopic'), createArray(createObject('groupId', " \
+           "'topic', 'zone', 'privatelink.eventgrid.azure.net'" in links
 
 
-def test_eventgrid_fragment_is_merged_into_main(main):
-    """infra/eventgrid.json (the event issue's fragment) and main.json subscribe the same
-    events the same way; main.json is what deploys."""
-    fragment = INFRA / "eventgrid.json"
-    if not fragment.exists():
-        pytest.skip("no infra/eventgrid.json fragment")
-    frag = load(fragment)
+# --------------------------------------------------------------------------- network isolation
+
+def _site(main):
+    return one(app_template(main), "Microsoft.Web/sites")
+
+
+def test_network_isolation_parameter_and_its_safe_default(main):
+    spec = main["parameters"]["networkIsolation"]
+    assert spec["allowedValues"] == ["none", "storage", "full"]
+    assert spec["defaultValue"] == "storage"
+    for path in PARAM_FILES:
+        value = load(path)["parameters"].get("networkIsolation", {"value": "storage"})["value"]
+        assert value in ("storage", "full"), path.name
+    v = app_template(main)["variables"]
+    assert v["isolated"] == "[not(equals(parameters('networkIsolation'), 'none'))]"
+    assert v["privateSite"] == "[equals(parameters('networkIsolation'), 'full')]"
+
+
+def test_storage_is_reachable_only_through_private_endpoints_when_isolated(main):
     tpl = app_template(main)
-    for key in ("handledEventTypes", "handledOperations"):
-        assert frag["variables"][key] == tpl["variables"][key]
-    theirs = one(frag, "Microsoft.EventGrid/systemTopics/eventSubscriptions")["properties"]
-    ours = one(tpl, "Microsoft.EventGrid/systemTopics/eventSubscriptions")["properties"]
-    assert theirs["filter"] == ours["filter"]
-    assert theirs["eventDeliverySchema"] == ours["eventDeliverySchema"]
-    assert set(theirs["retryPolicy"]) == set(ours["retryPolicy"])
-    assert theirs["destination"]["endpointType"] == ours["destination"]["endpointType"]
-    for k in ("maxEventsPerBatch", "preferredBatchSizeInKilobytes"):
-        assert theirs["destination"]["properties"][k] == ours["destination"]["properties"][k]
-    assert theirs["deadLetterWithResourceIdentity"]["deadLetterDestination"]["endpointType"] == \
-        ours["deadLetterWithResourceIdentity"]["deadLetterDestination"]["endpointType"]
-    assert frag["parameters"]["eventFunctionName"]["defaultValue"] == \
-        main["parameters"]["eventFunctionName"]["defaultValue"]
-    assert frag["parameters"]["deadLetterContainer"]["defaultValue"] == \
-        tpl["variables"]["deadLetterContainer"]
+    acct = one(tpl, "Microsoft.Storage/storageAccounts")["properties"]
+    assert acct["publicNetworkAccess"] == "[if(variables('isolated'), 'Disabled', 'Enabled')]"
+    assert acct["networkAcls"]["defaultAction"] == "[if(variables('isolated'), 'Deny', 'Allow')]"
+    assert acct["networkAcls"]["ipRules"] == [] and acct["networkAcls"]["virtualNetworkRules"] == []
+    # Event Grid (dead-letter, trusted service with a managed identity) still reaches it
+    assert acct["networkAcls"]["bypass"] == "AzureServices"
+    links = tpl["variables"]["storagePrivateLinks"]
+    for sub in ("blob", "queue", "table"):
+        assert (f"createObject('groupId', '{sub}', 'zone', format('privatelink.{sub}.{{0}}', "
+                "environment().suffixes.storage), 'target', variables('storageId'))") in links
+    pe = [r for r in of_type(tpl, "Microsoft.Network/privateEndpoints")
+          if r["copy"]["name"] == "privateEndpoints"][0]
+    assert pe["copy"]["count"] == \
+        "[if(variables('isolated'), length(variables('storagePrivateLinks')), 0)]"
+    assert pe["properties"]["subnet"] == {"id": "[variables('privateEndpointSubnetId')]"}
+    groups = [r for r in of_type(tpl, "Microsoft.Network/privateEndpoints/privateDnsZoneGroups")
+              if r["copy"]["name"] == "privateDnsZoneGroups"][0]
+    assert groups["copy"]["count"] == pe["copy"]["count"]
+    zones = one(tpl, "Microsoft.Network/privateDnsZones")
+    assert zones["copy"]["count"] == "[length(variables('privateLinks'))]"
+    assert tpl["variables"]["privateLinks"] == (
+        "[if(variables('isolated'), concat(variables('storagePrivateLinks'), "
+        "variables('sitePrivateLinks')), createArray())]")
+    link = one(tpl, "Microsoft.Network/privateDnsZones/virtualNetworkLinks")
+    assert link["properties"] == {"registrationEnabled": False,
+                                  "virtualNetwork": {"id": "[variables('vnetId')]"}}
 
+
+def test_app_is_vnet_integrated_and_the_site_private_only_in_full_isolation(main):
+    tpl = app_template(main)
+    site = _site(main)
+    assert site["properties"]["virtualNetworkSubnetId"] == \
+        "[if(variables('isolated'), variables('appSubnetId'), null())]"
+    assert site["properties"]["publicNetworkAccess"] == \
+        "[if(variables('privateSite'), 'Disabled', 'Enabled')]"
+    # the host starts only once its storage resolves to the private endpoints
+    for dep in ("privateEndpoints", "privateDnsZoneGroups", "privateDnsZoneLinks"):
+        assert dep in site["dependsOn"]
+    vnet = one(tpl, "Microsoft.Network/virtualNetworks")
+    assert vnet["condition"] == "[variables('isolated')]"
+    subnets = {s["name"]: s["properties"] for s in vnet["properties"]["subnets"]}
+    assert set(subnets) == {"app", "private-endpoints"}
+    assert subnets["app"]["delegations"] == [
+        {"name": "flex-consumption", "properties": {"serviceName": "Microsoft.App/environments"}}]
+    assert "_" not in "".join(subnets)  # Flex: no underscores in subnet names
+    for props in subnets.values():
+        assert props["networkSecurityGroup"] == {
+            "id": "[resourceId('Microsoft.Network/networkSecurityGroups', variables('nsgName'))]"}
+    assert "natGateways" in subnets["app"]["natGateway"]
+    assert tpl["variables"]["appSubnetId"].endswith("variables('vnetName'), 'app')]")
+    # full isolation: a private endpoint for the site itself
+    assert tpl["variables"]["sitePrivateLinks"].startswith("[if(variables('privateSite'), ")
+    site_pe = [r for r in of_type(tpl, "Microsoft.Network/privateEndpoints")
+               if r["copy"]["name"] == "sitePrivateEndpoints"][0]
+    conn = site_pe["properties"]["privateLinkServiceConnections"][0]["properties"]
+    assert conn == {"privateLinkServiceId": "[variables('siteId')]", "groupIds": ["sites"]}
+    # what deploy.sh reads to know whether Event Grid can push to the function
+    assert tpl["outputs"]["eventDelivery"]["value"] == "[not(variables('privateSite'))]"
+
+
+# --------------------------------------------------------------------------- redundancy
+
+def test_zone_and_storage_redundancy_parameters(main):
+    p = main["parameters"]
+    assert p["storageSku"]["defaultValue"] == "Standard_ZRS"
+    assert "Standard_LRS" in p["storageSku"]["allowedValues"]
+    assert p["zoneRedundant"]["type"] == "bool" and p["zoneRedundant"]["defaultValue"] is False
+    tpl = app_template(main)
+    assert one(tpl, "Microsoft.Storage/storageAccounts")["sku"] == \
+        {"name": "[parameters('storageSku')]"}
+    plan = one(tpl, "Microsoft.Web/serverfarms")
+    assert plan["properties"]["zoneRedundant"] == "[parameters('zoneRedundant')]"
+    # a zone-redundant plan needs zone-redundant storage
+    for path in PARAM_FILES:
+        values = {k: v["value"] for k, v in load(path)["parameters"].items()}
+        if values.get("zoneRedundant"):
+            assert "ZRS" in values.get("storageSku", p["storageSku"]["defaultValue"]), path.name
+
+
+# --------------------------------------------------------------------------- authentication
+
+def test_app_service_authentication_validates_entra_id_tokens(main):
+    tpl = app_template(main)
+    (auth,) = [r for r in of_type(tpl, "Microsoft.Web/sites/config")
+               if r["name"] == "[format('{0}/authsettingsV2', variables('siteName'))]"]
+    assert auth["condition"] == "[not(empty(parameters('authClientId')))]"
+    p = auth["properties"]
+    assert p["platform"] == {"enabled": True}
+    # function keys still guard every route; the platform only vouches for who the caller is
+    # (x-ms-client-principal), so dry runs and Event Grid's webhook need no token
+    assert p["globalValidation"] == {"requireAuthentication": False,
+                                     "unauthenticatedClientAction": "AllowAnonymous"}
+    aad = p["identityProviders"]["azureActiveDirectory"]
+    assert aad["enabled"] is True
+    assert aad["registration"]["clientId"] == "[parameters('authClientId')]"
+    assert "environment().authentication.loginEndpoint" in aad["registration"]["openIdIssuer"]
+    assert "clientSecretSettingName" not in aad["registration"]  # token validation: no secret
+    assert aad["validation"]["allowedAudiences"] == [
+        "[format('api://{0}', parameters('authClientId'))]", "[parameters('authClientId')]"]
+    assert p["login"]["tokenStore"] == {"enabled": False}
+    assert tpl["variables"]["approverRole"] == "Hairpin.Approver"
+    assert main["outputs"]["approverRole"]["value"].endswith("outputs.approverRole.value]")
+
+
+def test_the_approver_app_role_definition(main):
+    roles = json.loads((INFRA / "approver-app-roles.json").read_text())
+    (role,) = roles
+    assert role["value"] == app_template(main)["variables"]["approverRole"]
+    assert role["isEnabled"] is True
+    assert set(role["allowedMemberTypes"]) == {"User", "Application"}
+    assert re.fullmatch(r"[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}", role["id"])
 
 # --------------------------------------------------------------------------- secrets
 
@@ -733,6 +905,14 @@ def test_the_secret_scan_catches_secrets():
 
 def test_deploy_doc_has_the_one_command_and_the_button():
     doc = (ROOT / "docs" / "deploy.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    one = "scripts/deploy.sh --subscription <id> --location <region>"
+    assert one in doc and one in readme
+    for section in ("## What it does, step by step", "## How long it takes",
+                    "## When step 3 fails", "## Network isolation", "## Sources",
+                    "## Not verified here", "Hairpin.Approver"):
+        assert section in doc, section
+    assert "scripts/deploy.sh --events-only" in doc and "--events-only" in readme
     assert "az deployment sub create -l <region> -f infra/main.json " \
            "-p @infra/parameters.prod.json" in doc
     assert "https://aka.ms/deploytoazurebutton" in doc
@@ -744,3 +924,65 @@ def test_deploy_doc_has_the_one_command_and_the_button():
         assert section in ops
     for action in {*permissions.REMEDIATION_ACTIONS, *permissions.SUBSCRIPTION_READ_ACTIONS}:
         assert f"| `{action}` |" in ops, f"docs/operations.md does not list {action}"
+
+
+# --------------------------------------------------------------------------- checkov
+
+CHECKOV = ROOT / ".venv-checkov" / "bin" / "checkov"
+CHECKOV_CONFIG = ROOT / ".checkov.yaml"
+_SKIP_LINE = re.compile(r"^\s*-\s*(CKV2?_[A-Z]+_\d+)\s*(?:#\s*(.*))?$")
+
+
+def _configured_skips() -> dict[str, str]:
+    """{check id: reason} from .checkov.yaml's skip-check list (the reason is the line's
+    comment; the YAML parser would drop it, so the lines are read as text)."""
+    skips, inside = {}, False
+    for line in CHECKOV_CONFIG.read_text().splitlines():
+        if re.match(r"^skip-check:\s*$", line):
+            inside = True
+            continue
+        if inside and line and not line.startswith((" ", "-")):
+            inside = False
+        m = _SKIP_LINE.match(line) if inside else None
+        if m:
+            skips[m.group(1)] = (m.group(2) or "").strip()
+    return skips
+
+
+def _checkov(*args: str, cwd: Path, home: Path) -> subprocess.Popen:
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(home), "LOG_LEVEL": "ERROR"}
+    return subprocess.Popen([str(CHECKOV), *args, "-o", "json"], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _failed(proc: subprocess.Popen) -> list[tuple[str, str]]:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode in (0, 1), err[-2000:]
+    reports = json.loads(out)
+    reports = reports if isinstance(reports, list) else [reports]
+    assert reports and all(r["check_type"] == "arm" for r in reports)
+    assert sum(r["summary"]["parsing_errors"] for r in reports) == 0
+    assert sum(r["summary"]["passed"] for r in reports) > 20
+    return [(c["check_id"], c["resource"]) for r in reports for c in r["results"]["failed_checks"]]
+
+
+def test_checkov_finds_nothing_that_is_not_skipped_with_a_reason(tmp_path):
+    if not CHECKOV.exists():
+        pytest.skip("checkov is not installed (make checkov installs it in .venv-checkov)")
+    skips = _configured_skips()
+    assert skips, ".checkov.yaml lists no skip-check entries"
+    unexplained = [cid for cid, reason in skips.items() if len(reason.split()) < 8]
+    assert unexplained == [], f"skips without a reason: {unexplained}"
+    # the configured run (what a person runs) and a raw run of every check, side by side
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    configured = _checkov("--config-file", str(CHECKOV_CONFIG), "-d", str(INFRA),
+                          cwd=ROOT, home=tmp_path / "a")
+    raw = _checkov("-d", str(INFRA), "--framework", "arm", "--skip-download", "--quiet",
+                   cwd=tmp_path / "b", home=tmp_path / "b")
+    assert _failed(configured) == []
+    findings = _failed(raw)
+    assert {cid for cid, _ in findings} == set(skips), (
+        "unskipped findings: "
+        f"{sorted({f for f in findings if f[0] not in skips})}; "
+        f"skips no finding needs: {sorted(set(skips) - {cid for cid, _ in findings})}")
