@@ -25,16 +25,6 @@ E_PRIMARY = "VirtualMachineMustHaveOneNetworkInterfaceAsPrimary"  # (?)
 E_NIC_IN_USE = "NicInUse"
 
 
-
-
-
-
-
-
-
-
-
-
 # ---------------------------------------------------------------------------- PUT
 def prepare_put(
     emu: EmulatorHost, rid: str, body: dict, existing: dict | None
@@ -167,8 +157,6 @@ def commit_put(emu: EmulatorHost, doc: dict, existing: dict | None) -> None:
         start(emu, doc["id"])
 
 
-
-
 def check_delete(emu: EmulatorHost, doc: dict) -> None:
     """Deleting a VM detaches its NICs (they stay, as in Azure)."""
     for ref in nic_refs(doc):
@@ -179,26 +167,6 @@ def check_delete(emu: EmulatorHost, doc: dict) -> None:
     if emu.power_state(doc["id"]) == "running":
         emu.guest.on_deallocate(doc)
     emu.power.pop(lower(doc["id"]), None)
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # ---------------------------------------------------------------------------- SKUs

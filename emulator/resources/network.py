@@ -33,18 +33,6 @@ def _fill_children(doc: dict) -> None:
             cprops["provisioningState"] = "Succeeded"
 
 
-
-
-
-
-
-
-
-
-
-
-
-
 def _require(emu: EmulatorHost, ref_id: str, by: str) -> None:
     target = ref_id
     kind = ref_id.lower().split("/providers/")[-1]
@@ -246,8 +234,6 @@ def view(emu: EmulatorHost, doc: dict) -> dict:
     return doc
 
 
-
-
 def child_view(doc: dict, coll: str, name: str | None):
     items = doc.get("properties", {}).get(coll)
     if items is None and coll not in CHILDREN.get(doc["type"].lower(), []):
@@ -259,9 +245,5 @@ def child_view(doc: dict, coll: str, name: str | None):
         if item.get("name", "").lower() == name.lower():
             return item
     raise not_found(f"{doc['id']}/{coll}/{name}")
-
-
-
-
 
 

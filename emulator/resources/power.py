@@ -16,8 +16,6 @@ def _mac(nic_id: str) -> str:
     return "00-0D-3A-" + "-".join(h[i : i + 2] for i in range(0, 6, 2))
 
 
-
-
 def start(emu: EmulatorHost, vm_id: str) -> None:
     if emu.power_state(vm_id) == "running":
         return

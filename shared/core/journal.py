@@ -92,8 +92,6 @@ class JournalEntry:
                 "before": self.before, "after": self.after, "error": self.error}
 
 
-
-
 @dataclass(frozen=True)
 class OpenRecord:
     """A standing fact keyed by (kind, VM, key) that any trigger can list cheaply.

@@ -64,8 +64,6 @@ def window_open(vm: Vm | None, settings: Settings, now: datetime) -> tuple[bool,
     return False, f"outside the maintenance window {window} ({source})"
 
 
-
-
 def check_deallocation(vm_id: str, topology: Topology, *,
                        remediating: Iterable[str] = ()) -> list[str]:
     """Reasons `vm_id` must not be deallocated now; empty when it may.

@@ -16,7 +16,6 @@ from shared.core.vocab import PowerState
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-
 @dataclass(frozen=True, slots=True)
 class IpConfig:
     id: str
@@ -35,7 +34,6 @@ class IpConfig:
     @property
     def vnet_key(self) -> str | None:
         return vnet_of_subnet(self.subnet_key)
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +68,6 @@ class Nic:
         return tags_mark_managed(self.tags, managed_tag)
 
 
-
 @dataclass(frozen=True, slots=True)
 class Vm:
     id: str
@@ -97,7 +94,6 @@ class Vm:
         return None
 
 
-
 @dataclass(frozen=True, slots=True)
 class Subnet:
     id: str
@@ -116,7 +112,6 @@ class Subnet:
             return None
 
 
-
 @dataclass(frozen=True, slots=True)
 class VNet:
     id: str
@@ -125,7 +120,6 @@ class VNet:
     location: str | None
     address_prefixes: tuple[str, ...]
     subnet_keys: tuple[str, ...]
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +143,6 @@ class Frontend:
         )
 
 
-
 @dataclass(frozen=True, slots=True)
 class Probe:
     id: str
@@ -158,7 +151,6 @@ class Probe:
     protocol: str | None
     port: int | None
     request_path: str | None
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +173,6 @@ class LbRule:
         return (self.protocol or "").lower() == "all" and self.frontend_port == 0
 
 
-
 @dataclass(frozen=True, slots=True)
 class NatRule:
     id: str
@@ -196,7 +187,6 @@ class NatRule:
     ip_config_key: str | None  # backendIPConfiguration (single-VM NAT rules)
 
 
-
 @dataclass(frozen=True, slots=True)
 class PoolAddress:
     """An IP-based pool entry (loadBalancerBackendAddresses with ipAddress + virtualNetwork)."""
@@ -204,7 +194,6 @@ class PoolAddress:
     name: str | None
     ip: str | None
     vnet_key: str | None
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +205,6 @@ class PoolMember:
     via: str  # "nic" (NIC-based pool) | "ip" (IP-based pool entry)
 
 
-
 @dataclass(frozen=True, slots=True)
 class BackendPool:
     id: str
@@ -225,7 +213,6 @@ class BackendPool:
     lb_key: str
     vnet_key: str | None
     addresses: tuple[PoolAddress, ...]
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +230,6 @@ class LoadBalancer:
     nat_rules: tuple[NatRule, ...]
 
 
-
 @dataclass(frozen=True, slots=True)
 class Sku:
     name: str
@@ -252,14 +238,12 @@ class Sku:
     locations: tuple[str, ...]
 
 
-
 @dataclass(frozen=True, slots=True)
 class BackendHealth:
     ip: str | None
     ip_config_key: str | None
     state: str | None  # "Up" | "Down" | ...
     reason: str | None
-
 
 
 @dataclass(frozen=True, slots=True)

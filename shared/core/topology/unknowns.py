@@ -20,7 +20,6 @@ class Unknown:
         return {"resource_id": self.resource_id, "field": self.field, "detail": self.detail}
 
 
-
 class Unknowns:
     """The facts one build could not establish, in the order they were found."""
 
