@@ -9,7 +9,7 @@ from urllib.parse import urlencode, urlsplit
 
 from emulator.errors import ArmError, not_found, rg_not_found
 from emulator.identity import Identity
-from emulator.rbac import authorize
+from emulator.rbac import authorize_linked
 from emulator.resources import compute, health, network, power, run_command, types, vms
 from emulator.routes import Route
 from emulator.state import new_etag
@@ -23,11 +23,6 @@ class ArmDispatcher:
     def __init__(self, emu) -> None:
         self.emu = emu
         self.graph = None
-
-    def authorize(
-        self, ident: Identity, actions: list, scope: str, any_scope: bool = False
-    ) -> None:
-        authorize(self.emu.roles, ident, actions, scope, any_scope)
 
     def dispatch(self, method, route: Route, query, headers, body, entry, lro_fault):
         kind = route.kind
@@ -142,13 +137,15 @@ class ArmDispatcher:
     def _put(self, route: Route, rid: str, body: dict, headers, entry, lro_fault, patch=False):
         existing = self.emu.store.get(rid)
         self._check_etag(headers, existing)
+        sent = body
         if patch:
             if existing is None:
                 raise not_found(rid)
             body = _merge(existing, body)
         is_vm = route.rtype.lower() == types.VM.lower()
         if is_vm:
-            doc, linked = compute.prepare_put(self.emu, rid, body, existing)
+            doc, linked = compute.prepare_put(self.emu, rid, body, existing,
+                                              sent=sent if patch else None)
         elif route.namespace.lower() == "microsoft.network":
             doc, linked = network.prepare_put(self.emu, route.rtype, rid, body, existing)
         else:  # other types: stored as given, so scenarios may carry them
@@ -160,12 +157,14 @@ class ArmDispatcher:
                 "etag": new_etag(),
             }
             linked = []
-        entry.linked_actions = linked
-        self.authorize(
+        entry.linked_actions = sorted({a.action for a in linked})
+        authorize_linked(
+            self.emu.roles,
             self.emu.tokens.find(principal_id=entry.principal)
             or Identity(entry.principal, entry.client_id),
-            linked,
+            entry.action,
             rid,
+            linked,
         )
         op = self._op(route, rid, lro_fault, location=doc.get("location"))
         if op.error is None:

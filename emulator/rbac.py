@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from emulator.errors import ArmError
 from emulator.identity import Identity
 
-__all__ = ["granted_at", "authorize"]
+__all__ = ["granted_at", "authorize", "authorize_linked"]
 
 
 def granted_at(grant, scope: str | None) -> set[str]:
@@ -48,3 +48,23 @@ def authorize(roles: dict | None, ident: Identity, actions: list, scope: str,
                 f"scope '{scope}' or the scope is invalid. If access was recently "
                 f"granted, please refresh your credentials.",
             )
+
+
+def authorize_linked(roles: dict | None, ident: Identity, action: str, scope: str,
+                     linked: list) -> None:
+    """Raise 403 `LinkedAuthorizationFailed` unless every linked access (`.action` at
+    `.scope`, the referenced resource) is granted; `action` at `scope` is the request's own."""
+    if roles is None:
+        return
+    for access in linked:
+        try:
+            authorize(roles, ident, [access.action], access.scope)
+        except ArmError:
+            raise ArmError(
+                403,
+                "LinkedAuthorizationFailed",
+                f"The client '{ident.client_id}' with object id '{ident.principal_id}' has "
+                f"permission to perform action '{action}' on scope '{scope}'; however, it does "
+                f"not have permission to perform action '{access.action}' on the linked "
+                f"scope(s) '{access.scope}' or the linked scope(s) are invalid.",
+            ) from None

@@ -9,8 +9,9 @@ from __future__ import annotations
 import copy
 import re
 
-from emulator.errors import ArmError, bad_request, conflict, not_found
+from emulator.errors import ArmError, bad_request, not_found
 from emulator.resources.addresses import find_subnet
+from emulator.resources.linked import LinkedAccess, vm_linked
 from emulator.resources.power import start
 from emulator.resources.types import NIC, VM
 from emulator.resources.vms import max_nics, nic_refs, save_nic
@@ -27,10 +28,11 @@ E_NIC_IN_USE = "NicInUse"
 
 # ---------------------------------------------------------------------------- PUT
 def prepare_put(
-    emu: EmulatorHost, rid: str, body: dict, existing: dict | None
-) -> tuple[dict, list[str]]:
-    """The VM document a PUT would store, checked as ARM checks it, and the linked actions it
-    needs on the NICs it references."""
+    emu: EmulatorHost, rid: str, body: dict, existing: dict | None, *, sent: dict | None = None
+) -> tuple[dict, list[LinkedAccess]]:
+    """The VM document a PUT (or PATCH, `body` already merged) would store, checked as ARM
+    checks it, and the linked accesses for what the request `sent` (the whole body of a PUT,
+    only the patch of a PATCH)."""
     doc = _vm_document(emu, rid, body, existing)
     refs = nic_refs(doc)
     if not refs:
@@ -40,7 +42,7 @@ def prepare_put(
     nics = _referenced_nics(emu, rid, refs)
     _check_nic_change(emu, rid, refs, existing)
     _check_nic_set(emu, doc, refs, nics)
-    return doc, ["Microsoft.Network/networkInterfaces/join/action"]
+    return doc, vm_linked(body if sent is None else sent)
 
 
 def _vm_document(emu: EmulatorHost, rid: str, body: dict, existing: dict | None) -> dict:
@@ -85,13 +87,14 @@ def _referenced_nics(emu: EmulatorHost, rid: str, refs: list[dict]) -> list[dict
 
 
 def _check_nic_change(emu: EmulatorHost, rid: str, refs: list[dict], existing: dict | None):
-    """NICs are attached and detached only while the VM is deallocated (or stopped)."""
+    """NICs are attached and detached only while the VM is stop-DEALLOCATED: running or merely
+    stopped (still allocated) is refused with 400 (docs/azure-facts.md, "NIC changes")."""
     if existing is None:
         return
     before = {lower(r["id"]) for r in nic_refs(existing)}
     after = {lower(r["id"]) for r in refs}
-    if before != after and emu.power_state(rid) not in ("deallocated", "stopped"):
-        raise conflict(
+    if before != after and emu.power_state(rid) != "deallocated":
+        raise bad_request(
             E_RUNNING_NIC_CHANGE,
             "Adding or deleting network interfaces on a running virtual machine is "
             "not supported. Deallocate the virtual machine first.",
@@ -158,12 +161,17 @@ def commit_put(emu: EmulatorHost, doc: dict, existing: dict | None) -> None:
 
 
 def check_delete(emu: EmulatorHost, doc: dict) -> None:
-    """Deleting a VM detaches its NICs (they stay, as in Azure)."""
+    """Deleting a VM detaches its NICs; those referenced with `deleteOption: Delete` are
+    deleted with it, the others stay (the default, `Detach`)."""
     for ref in nic_refs(doc):
         nic = emu.store.get(ref["id"])
-        if nic:
-            nic["properties"].pop("virtualMachine", None)
-            save_nic(emu, nic)
+        if not nic:
+            continue
+        if str((ref.get("properties") or {}).get("deleteOption", "")).lower() == "delete":
+            emu.store.delete(ref["id"])
+            continue
+        nic["properties"].pop("virtualMachine", None)
+        save_nic(emu, nic)
     if emu.power_state(doc["id"]) == "running":
         emu.guest.on_deallocate(doc)
     emu.power.pop(lower(doc["id"]), None)

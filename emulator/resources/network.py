@@ -17,6 +17,7 @@ from emulator.resources.addresses import (
     pool_members,
     subnet_network,
 )
+from emulator.resources.linked import LinkedAccess
 from emulator.resources.types import CHILDREN, LB, NIC, NSG, TYPES, VNET, ref_id
 from emulator.state import EmulatorHost, lower, new_etag, parent_id
 
@@ -56,8 +57,8 @@ def _require(emu: EmulatorHost, ref_id: str, by: str) -> None:
 # ---------------------------------------------------------------------------- PUT per type
 def prepare_put(
     emu: EmulatorHost, rtype: str, rid: str, body: dict, existing: dict | None
-) -> tuple[dict, list[str]]:
-    """Validate a PUT and build the document to store; also the linked RBAC actions."""
+) -> tuple[dict, list[LinkedAccess]]:
+    """Validate a PUT and build the document to store; also the linked accesses it needs."""
     name = rid.rstrip("/").split("/")[-1]
     doc = {k: v for k, v in copy.deepcopy(body).items() if k not in ("etag", "id", "name", "type")}
     doc.update(
@@ -70,7 +71,7 @@ def prepare_put(
     old_guid = (existing or {}).get("properties", {}).get("resourceGuid")
     props["resourceGuid"] = old_guid or props.get("resourceGuid") or emu.new_guid()
     _fill_children(doc)
-    linked: list[str] = []
+    linked: list[LinkedAccess] = []
     t = doc["type"].lower()
     if t == VNET.lower():
         _check_vnet(emu, doc, existing)
@@ -111,7 +112,7 @@ def _check_vnet(emu: EmulatorHost, doc: dict, existing: dict | None) -> None:
                 )
 
 
-def _check_nic(emu: EmulatorHost, doc: dict, existing: dict | None) -> list[str]:
+def _check_nic(emu: EmulatorHost, doc: dict, existing: dict | None) -> list[LinkedAccess]:
     props = doc["properties"]
     ipcs = props.get("ipConfigurations") or []
     if not ipcs:
@@ -134,30 +135,36 @@ def _check_nic(emu: EmulatorHost, doc: dict, existing: dict | None) -> list[str]
     linked, taken = set(), set()
     if ref_id(props.get("networkSecurityGroup")):
         _require(emu, props["networkSecurityGroup"]["id"], doc["id"])
-        linked.add("Microsoft.Network/networkSecurityGroups/join/action")
+        linked.add(LinkedAccess("Microsoft.Network/networkSecurityGroups/join/action",
+                                props["networkSecurityGroup"]["id"]))
     for c in ipcs:
         p = c["properties"]
         assign_ip(emu, c["id"], p, taken)
         if ref_id(p.get("subnet")):
-            linked.add("Microsoft.Network/virtualNetworks/subnets/join/action")
+            linked.add(LinkedAccess("Microsoft.Network/virtualNetworks/subnets/join/action",
+                                    ref_id(p["subnet"])))
         for pool in p.get("loadBalancerBackendAddressPools") or []:
             _require(emu, pool["id"], c["id"])
-            linked.add("Microsoft.Network/loadBalancers/backendAddressPools/join/action")
+            linked.add(LinkedAccess(
+                "Microsoft.Network/loadBalancers/backendAddressPools/join/action", pool["id"]))
         if ref_id(p.get("publicIPAddress")):
-            linked.add("Microsoft.Network/publicIPAddresses/join/action")
+            linked.add(LinkedAccess("Microsoft.Network/publicIPAddresses/join/action",
+                                    ref_id(p["publicIPAddress"])))
     return sorted(linked)
 
 
-def _check_lb(emu: EmulatorHost, doc: dict) -> list[str]:
+def _check_lb(emu: EmulatorHost, doc: dict) -> list[LinkedAccess]:
     props = doc["properties"]
     linked, taken = set(), set()
     for fe in props.get("frontendIPConfigurations") or []:
         p = fe["properties"]
         if ref_id(p.get("subnet")):
             assign_ip(emu, fe["id"], p, taken)
-            linked.add("Microsoft.Network/virtualNetworks/subnets/join/action")
+            linked.add(LinkedAccess("Microsoft.Network/virtualNetworks/subnets/join/action",
+                                    ref_id(p["subnet"])))
         if ref_id(p.get("publicIPAddress")):
-            linked.add("Microsoft.Network/publicIPAddresses/join/action")
+            linked.add(LinkedAccess("Microsoft.Network/publicIPAddresses/join/action",
+                                    ref_id(p["publicIPAddress"])))
     names = {coll: {lower(c["id"]) for c in props.get(coll) or []} for coll in CHILDREN[LB.lower()]}
     for rule in props.get("loadBalancingRules") or []:
         p = rule["properties"]

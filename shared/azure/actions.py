@@ -1,8 +1,9 @@
 """Adapter: the writes remediation makes, each through the real SDK (`begin_*` LROs + `.result()`).
 
 - managed NIC: create (If-None-Match: * so a concurrent creator is never overwritten), read;
-- attach/detach: VM PUT of the NIC list with If-Match on the VM's etag (NIC changes need the VM
-  deallocated: docs/azure-facts.md, "NIC changes");
+- attach/detach: VM PATCH of the NIC list only, with If-Match on the VM's etag (NIC changes
+  need the VM deallocated; a PUT would re-check every linked resource: docs/azure-facts.md,
+  "NIC changes");
 - deallocate, start;
 - Run Command: one script at a time per VM (409 Conflict -> wait and retry with backoff within
   the budget), VM not running / agent not ready -> `RunCommandPending` (a clear pending state),
@@ -182,34 +183,36 @@ class ArmActions:
         return True
 
     # ------------------------------------------------------------------ VM NIC list
-    def _put_nics(self, vm_id: str, change: Callable[[list[dict]], list[dict] | None],
-                  kind: str) -> dict:
+    def _patch_nics(self, vm_id: str, change: Callable[[list[dict]], list[dict] | None]) -> dict:
+        """PATCH the VM with only its NIC list, If-Match its etag (re-read on 412, twice).
+
+        Not a PUT: ARM re-checks every linked resource a VM PUT body carries (identities,
+        images, disks...), which the least-privilege role may not reach; a PATCH is checked for
+        what it sends (docs/azure-facts.md, "NIC changes")."""
+        from azure.mgmt.compute.models import (
+            NetworkInterfaceReference,
+            NetworkProfile,
+            VirtualMachineUpdate,
+        )
+
         rg, name = _split(vm_id)
         for attempt in range(3):
-            vm = self.clients.compute.virtual_machines.get(rg, name)
-            doc = _plain(vm)
+            doc = _plain(self.clients.compute.virtual_machines.get(rg, name))
             refs = list(((doc.get("properties") or {}).get("networkProfile") or {}).get(
                 "networkInterfaces") or [])
             new_refs = change([dict(r) for r in refs])
             if new_refs is None:
                 return doc  # already as wanted
-            body = {"location": doc.get("location"),
-                    "properties": {"networkProfile": {"networkInterfaces": new_refs}}}
-            # The full document (read-only fields are dropped by the SDK serializer).
-            full = dict(doc)
-            full_props = dict(full.get("properties") or {})
-            full_props.pop("instanceView", None)
-            full_props["networkProfile"] = dict(full_props.get("networkProfile") or {},
-                                                **body["properties"]["networkProfile"])
-            full["properties"] = full_props
-            from azure.mgmt.compute.models import VirtualMachine
-
-            model = VirtualMachine(full)  # the serializer drops read-only fields
+            update = VirtualMachineUpdate(network_profile=NetworkProfile(network_interfaces=[
+                NetworkInterfaceReference(
+                    id=r["id"], primary=(r.get("properties") or {}).get("primary"),
+                    delete_option=(r.get("properties") or {}).get("deleteOption"))
+                for r in new_refs]))
+            condition = {"etag": doc["etag"], "match_condition": MatchConditions.IfNotModified} \
+                if doc.get("etag") else {}
             try:
-                poller = self.clients.compute.virtual_machines.begin_create_or_update(
-                    rg, name, model, etag=doc.get("etag"),
-                    match_condition=MatchConditions.IfNotModified) if doc.get("etag") else \
-                    self.clients.compute.virtual_machines.begin_create_or_update(rg, name, model)
+                poller = self.clients.compute.virtual_machines.begin_update(
+                    rg, name, update, **condition)
                 return _plain(poller.result())
             except HttpResponseError as exc:
                 if exc.status_code == 412 and attempt < 2:
@@ -233,9 +236,11 @@ class ArmActions:
                 if len(refs) == 1 and "primary" not in props:
                     props["primary"] = True
                 r["properties"] = props
-            return refs + [{"id": nic_id, "properties": {"primary": False}}]
+            # deleteOption Delete: deleting the VM removes the managed NIC with it.
+            return refs + [{"id": nic_id,
+                            "properties": {"primary": False, "deleteOption": "Delete"}}]
 
-        return self._put_nics(vm_id, change, "attach-nic")
+        return self._patch_nics(vm_id, change)
 
     def detach_nic(self, vm_id: str, nic_id: str) -> dict:
         key = arm_ids.normalize(nic_id)
@@ -250,7 +255,7 @@ class ArmActions:
                                  f"{arm_ids.name_of(vm_id)}: never detached")
             return kept
 
-        return self._put_nics(vm_id, change, "detach-nic")
+        return self._patch_nics(vm_id, change)
 
     # ------------------------------------------------------------------ power
     def deallocate(self, vm_id: str) -> None:

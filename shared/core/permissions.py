@@ -43,8 +43,8 @@ AUDIT_ACTIONS: tuple[str, ...] = (
 
 # --------------------------------------------------------------------------- remediation writes
 # Create/delete the managed secondary NIC (with the linked joins ARM checks on a NIC PUT),
-# attach/detach it (VM PUT: linked networkInterfaces/join), deallocate/start around the change,
-# push/verify/clean guest routes with Run Command, and poll the Compute LROs.
+# attach/detach it (VM PATCH of the NIC list: linked networkInterfaces/join), deallocate/start
+# around the change, push/verify/clean guest routes with Run Command, and poll the Compute LROs.
 WRITE_ACTIONS: tuple[str, ...] = (
     "Microsoft.Compute/locations/operations/read",
     "Microsoft.Compute/virtualMachines/deallocate/action",

@@ -277,6 +277,8 @@ def test_the_action_mapping_agrees_with_the_emulator(harness):
         mapped = permissions.rbac_action(e.method, e.path)
         assert mapped is not None and mapped.lower() == (e.action or "").lower(), \
             (e.method, e.path, e.action, mapped)
+        if e.principal != PRODUCT.principal_id:
+            continue  # the operator's own writes (a VM PUT re-checks its disks, say)
         for linked in e.linked_actions:
             assert linked in permissions.LINKED_ACTIONS.get(mapped, ()), (mapped, linked)
 

@@ -142,3 +142,55 @@ def test_run_command_conflict_retries_with_backoff(acts):
     with counting_writes() as writes:
         r = a.run_command(VM2, "RunPowerShellScript", lines)
     assert r.ok and fault.hits == 2 and writes.count == 3
+
+
+def test_attach_is_a_patch_of_the_nic_list_that_the_least_privilege_role_may_make(estate):
+    """A VM PUT carries the whole VM, and ARM checks every resource it links (a user-assigned
+    identity here, docs/azure-facts.md "NIC changes"): the product's role cannot make one. The
+    attach is a PATCH of only the NIC list, with If-Match, and the managed NIC is deleted with
+    the VM (deleteOption Delete)."""
+    from azure.mgmt.compute.models import VirtualMachine
+
+    from shared.core import permissions
+    from tests.support.remediation import default_scenario
+
+    scenario = default_scenario()
+    identity = (f"{RGP.rsplit('/providers', 1)[0]}/providers/Microsoft.ManagedIdentity/"
+                "userAssignedIdentities/app-identity")
+    vm_doc = next(d for d in scenario["resources"] if d["id"].lower() == VM1.lower())
+    vm_doc["identity"] = {"type": "UserAssigned", "userAssignedIdentities": {identity: {}}}
+    emu, _, ctx = estate(scenario, emu_kwargs={
+        "roles": {"*": set(permissions.REMEDIATION_ACTIONS)}})
+    a = ArmActions(ctx.clients(emu.subscription_id), conflict_backoff=0.05)
+    a.create_nic(NIC1, spec().arm_body())
+    a.deallocate(VM1)
+    rg, name = VM1.split("/")[4], VM1.rsplit("/", 1)[1]
+    compute = ctx.clients(emu.subscription_id).compute
+    whole = compute.virtual_machines.get(rg, name)
+    whole.network_profile.network_interfaces.append(
+        type(whole.network_profile.network_interfaces[0])(id=NIC1, primary=False))
+    for missing in ("Microsoft.Compute/disks/write",  # its OS disk (action name unconfirmed)
+                    "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"):
+        with pytest.raises(HttpResponseError) as err:
+            compute.virtual_machines.begin_create_or_update(rg, name, VirtualMachine(
+                whole.as_dict())).result()
+        assert err.value.status_code == 403
+        assert err.value.error.code == "LinkedAuthorizationFailed"
+        assert f"'{missing}' on the linked scope" in str(err.value)
+        emu.roles["*"].add(missing)  # granted: the next linked check is the one that fails
+    for granted in ("Microsoft.Compute/disks/write",
+                    "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"):
+        emu.roles["*"].discard(granted)  # back to the product's own role
+
+    emu.requests.reset()
+    vm = a.attach_nic(VM1, NIC1)
+    refs = vm["properties"]["networkProfile"]["networkInterfaces"]
+    assert [r["id"].lower() for r in refs][-1] == NIC1.lower()
+    assert [(e.method, e.status) for e in emu.requests.writes()] == [("PATCH", 200)]
+    stored = {r["id"].lower(): r["properties"] for r in
+              emu.store.get(VM1)["properties"]["networkProfile"]["networkInterfaces"]}
+    assert stored[NIC1.lower()].get("deleteOption") == "Delete"
+    assert emu.store.get(VM1)["identity"]["userAssignedIdentities"]  # left as it was
+    emu.roles = None  # an operator deletes the VM
+    compute.virtual_machines.begin_delete(rg, name).result()
+    assert a.get_nic(NIC1) is None  # deleted with the VM
