@@ -164,3 +164,29 @@ def test_verify_measures_an_unfixed_vm_without_changing_it(estate):
     assert peer.status == "unchanged" and peer.verified is True
     assert {n["vip"]: n["backends"] for n in peer.vms[0].verification} == {
         "10.0.1.100": {"hs-vm1": 20}, "10.0.1.101": {"hs-vm1": 20}}
+
+
+def test_stopped_vms_are_deallocated_for_the_attach_and_left_down(estate):
+    """Stopped but still allocated is not enough for a NIC change (docs/azure-facts.md, "NIC
+    changes"): the plan deallocates, under the guard, the VMs that are stopped; they ran nothing
+    before, so nothing fails over and nothing is started afterwards. The routes are pushed when
+    someone starts the VM."""
+    emu, guest, ctx = estate()
+    for vm in (VM1, VM2):
+        emu.set_power(vm, "stopped")
+    pr = remediation.plan_for_vm(ctx, VM2)
+    steps = [(s.vm_name, s.kind) for s in pr.plan.steps]
+    assert ("hs-vm2", "deallocate") in steps and ("hs-vm2", "start") not in steps
+    assert any("stopped -> deallocated" in c for s in pr.plan.steps for c in s.changes)
+    emu.requests.reset()
+    out = remediation.apply(ctx, VM2, CLI, approval=pr.plan.hash)
+    assert out.status == "pending", out.reasons
+    writes = [(e.method, e.path.rsplit("/", 1)[-1]) for e in arm_writes(emu)]
+    assert ("POST", "deallocate") in writes and ("POST", "start") not in writes
+    assert emu.power_state(VM1) == emu.power_state(VM2) == "deallocated"
+    assert NIC2.lower() in {n.lower() for n in vm_nic_ids(emu, VM2)}
+    assert ctx.journal.open_records(RecordKind.DEALLOCATED) == []  # not ours to start
+    assert any("left deallocated" in r for r in out.reasons)
+    emu.set_power(VM2, "running")  # the operator starts it
+    routes = remediation.ensure_guest_routes(ctx, VM2, CLI)
+    assert routes.status == "applied", routes.reasons

@@ -74,6 +74,8 @@ def check_deallocation(vm_id: str, topology: Topology, *,
     vm = t.vms.get(normalize(vm_id))
     if vm is None:
         return [f"VM {vm_id} is not in the estate"]
+    if vm.power_state == PowerState.STOPPED:
+        return []  # stopped: it serves nothing, so no peer has to take over
     busy = {normalize(v) for v in remediating}
     own = t.ip_config_keys(vm)
     reasons: list[str] = []

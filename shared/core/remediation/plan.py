@@ -36,7 +36,7 @@ from shared.core.remediation.model import (
 )
 from shared.core.risk import Finding, secondary_nic_name
 from shared.core.topology import Nic, Topology, Vm
-from shared.core.vocab import ACTIONABLE, StepKind
+from shared.core.vocab import ACTIONABLE, PowerState, StepKind
 from shared.settings import Settings
 
 __all__ = ["build_plan", "vms_in_scope", "serving_frontends", "etags_from_documents",
@@ -200,7 +200,16 @@ def _nic_steps(steps: _Steps, nic: NicSpec, settings: Settings, needs_dealloc: b
                "no public IP, no IP forwarding, in no backend pool",
                f"accelerated networking {'on' if nic.accelerated_networking else 'off'}",
                f"tag {settings.managed_tag}=true"])
-    if needs_dealloc:
+    stopped = vm.power_state == PowerState.STOPPED
+    if needs_dealloc and stopped:
+        # Stopped but still allocated: NICs change only when deallocated. It runs nothing, so
+        # nothing fails over, and it is left deallocated (it was not running).
+        steps.add(StepKind.DEALLOCATE, f"deallocate {vm.name} (stopped but still allocated: "
+                  "a NIC can be attached only to a deallocated VM; it stays down afterwards)",
+                  f"{vm.name} is deallocated, or the NIC is already attached",
+                  [f"{vm.name} power state stopped -> deallocated"], True,
+                  ["nothing: the VM is stopped"])
+    elif needs_dealloc:
         taking_over = ", ".join(peers) or "none"
         fo_text = ([f"{x} -> {', '.join(peers) or 'no peer'}" for x in fails_over] if fails_over
                    else ["nothing: the VM serves no frontend now"])
@@ -211,7 +220,7 @@ def _nic_steps(steps: _Steps, nic: NicSpec, settings: Settings, needs_dealloc: b
     steps.add(StepKind.ATTACH, f"attach {nic.name} to {vm.name} as a non-primary NIC",
               f"{nic.name} is in {vm.name}'s NIC list",
               [f"{vm.name} networkProfile: + {nic.name} (primary: false)"])
-    if needs_dealloc:
+    if needs_dealloc and not stopped:
         steps.add(StepKind.START, f"start {vm.name}", f"{vm.name} is running",
                   [f"{vm.name} power state deallocated -> running"])
 

@@ -17,8 +17,16 @@ from __future__ import annotations
 from shared import observability
 from shared.core.journal import Trigger
 from shared.core.remediation import guard
-from shared.core.remediation.outcome import Outcome, new_operation_id
-from shared.core.vocab import JournalAction, JournalResult, Status, StepKind, Verdict
+from shared.core.remediation.model import VmPlan
+from shared.core.remediation.outcome import Outcome, VmOutcome, new_operation_id
+from shared.core.vocab import (
+    JournalAction,
+    JournalResult,
+    PowerState,
+    Status,
+    StepKind,
+    Verdict,
+)
 from shared.services.context import ServiceContext
 from shared.services.remediation.resume import resume_interrupted
 from shared.services.remediation.run import (
@@ -111,6 +119,11 @@ def run_plan(ctx: ServiceContext, pr: PlanResult, trigger: Trigger, *,
     return out
 
 
+def _serves_nothing(v: VmPlan, vm_out: VmOutcome) -> bool:
+    return vm_out.status == Status.PENDING and v.power_state in (PowerState.STOPPED,
+                                                                 PowerState.DEALLOCATED)
+
+
 def _run(ctx: ServiceContext, pr: PlanResult, run: Run, approval: str | None, *, mode: str,
          resumed: list[Outcome]) -> Outcome:
     plan = pr.plan
@@ -133,7 +146,11 @@ def _run(ctx: ServiceContext, pr: PlanResult, run: Run, approval: str | None, *,
         vm_out = VmRunner(run, pr, v).execute(mode=mode)
         out.vms.append(vm_out)
         statuses.append(vm_out.status)
-        if not vm_out.status.done:
+        if not vm_out.status.done and _serves_nothing(v, vm_out):
+            # Down before the plan and still down (pending until it starts): the next VM's
+            # safety does not depend on it; the guard's pool rule is re-checked live anyway.
+            out.reasons.extend(f"{v.vm_name}: {r}" for r in vm_out.reasons)
+        elif not vm_out.status.done:
             # Never go on to the next VM: its safety depends on this one being fixed.
             out.reasons.extend(f"{v.vm_name}: {r}" for r in vm_out.reasons)
             rest = [x.vm_name for x in plan.vms[i + 1:]]

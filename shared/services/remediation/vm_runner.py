@@ -89,11 +89,13 @@ class VmRunner:
         if power == PowerState.RUNNING:
             self.deallocate("attach managed NIC", v.nic.id)
             self.rec.step(StepKind.DEALLOCATE, "deallocated")
-        elif power is not None and power.is_down and self.left_down_by_us():
+        elif power == PowerState.STOPPED:
+            self.deallocate_stopped()
+        elif power == PowerState.DEALLOCATED and self.left_down_by_us():
             self.deallocated_by_us = True
             self.rec.step(StepKind.DEALLOCATE, "already deallocated by an earlier run")
-        elif power is not None and power.is_down:
-            self.rec.step(StepKind.DEALLOCATE, f"already {power} (not by us)")
+        elif power == PowerState.DEALLOCATED:
+            self.rec.step(StepKind.DEALLOCATE, "already deallocated (not by us)")
         else:
             raise StopRun(f"{v.vm_name} is {power or 'in an unknown power state'}: waiting")
         before_nics = ArmActions.nic_ids(live_vm)
@@ -105,6 +107,20 @@ class VmRunner:
         if self.deallocated_by_us:
             self.start()
         return self.actions.get_vm(v.vm_id) or live_vm
+
+    def deallocate_stopped(self) -> None:
+        """Stopped but still allocated: NICs change only on a deallocated VM (docs/azure-facts.md,
+        "NIC changes"). It runs nothing, so no peer takes over, and it is left deallocated, as
+        it was not running; the plan must say so (the guard judged it)."""
+        v = self.v
+        self.refuse_unplanned_deallocation()
+        self.run.check_budget(f"deallocating {v.vm_name}")
+        self.rec.write(StepKind.DEALLOCATE, lambda: self.actions.deallocate(v.vm_id),
+                       before={"power_state": PowerState.STOPPED},
+                       after=lambda _: {"power_state": PowerState.DEALLOCATED})
+        self.rec.step(StepKind.DEALLOCATE, "deallocated (was stopped; stays down)")
+        self.out.reasons.append(f"{v.vm_name} was stopped: it is left deallocated; the routes "
+                                "are pushed when it starts")
 
     def deallocate(self, reason: str, nic_id: str) -> None:
         """Deallocate a running VM under the guard's pool rule, re-checked live. The
