@@ -32,6 +32,8 @@ class Fault:
     delay_seconds: sleep before answering (combined with the above or alone).
     action: call this before answering (e.g. someone starts a VM just as our read arrives);
         alone, the request is then served normally.
+    must_fire: a rule that never fired means the test did not test what it says (the tests'
+        emulator fixture checks it); False for a rule that guards against a request.
     """
 
     method: str | None = None
@@ -45,6 +47,7 @@ class Fault:
     drop_connection: bool = False
     delay_seconds: float = 0.0
     action: Callable[[], None] | None = None
+    must_fire: bool = True
     hits: int = 0
     _rx: re.Pattern = field(init=False, repr=False)
 
@@ -95,6 +98,7 @@ class Faults:
         drop_connection: bool = False,
         delay_seconds: float = 0.0,
         action: Callable[[], None] | None = None,
+        must_fire: bool = True,
     ) -> Fault:
         rule = Fault(
             method=method,
@@ -108,10 +112,17 @@ class Faults:
             drop_connection=drop_connection,
             delay_seconds=delay_seconds,
             action=action,
+            must_fire=must_fire,
         )
         with self._lock:
             self.rules.append(rule)
         return rule
+
+    def unfired(self) -> list[str]:
+        """The rules that must fire and never did (method and path)."""
+        with self._lock:
+            return [f"{r.method or '*'} {r.path}" for r in self.rules
+                    if r.must_fire and r.hits == 0]
 
     def clear(self) -> None:
         with self._lock:

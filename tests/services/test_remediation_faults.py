@@ -17,7 +17,7 @@ from tests.support.remediation import CLI, VM1, VM2, arm_writes, nics_named
 
 pytestmark = pytest.mark.azurite
 
-VM2_PUT = r"/virtualMachines/hs-vm2$"
+VM2_NICS = r"/virtualMachines/hs-vm2$"  # the PATCH of its NIC list
 NIC2_PUT = r"/networkInterfaces/hs-vm2-hairpin-nic$"
 
 
@@ -67,7 +67,7 @@ def test_429_with_short_retry_after_is_waited_out(estate):
 def test_429_longer_than_the_budget_stops_cleanly_and_resumes(estate):
     emu, _, ctx = estate()
     # Hit after hs-vm2 was deallocated: the VM must come back on the next run.
-    emu.faults.add("PUT", VM2_PUT, 429, retry_after=600, times=1)
+    emu.faults.add("PATCH", VM2_NICS, 429, retry_after=600, times=1)
     out = approve_and_apply(ctx)
     assert out.status == "pending" and out.resumable, out.reasons
     assert any("budget" in r for r in out.reasons)
@@ -86,7 +86,7 @@ def test_429_longer_than_the_budget_stops_cleanly_and_resumes(estate):
 def test_server_errors_are_retried(estate):
     emu, _, ctx = estate()
     for method, path in (("PUT", NIC2_PUT), ("POST", r"hs-vm2/deallocate$"),
-                         ("PUT", VM2_PUT), ("POST", r"hs-vm2/start$")):
+                         ("PATCH", VM2_NICS), ("POST", r"hs-vm2/start$")):
         emu.faults.add(method, path, 500, times=1)
     emu.faults.add("GET", r"/virtualMachines/hs-vm1$", 503, times=2)
     out = approve_and_apply(ctx)
@@ -98,7 +98,7 @@ def test_server_errors_are_retried(estate):
 @pytest.mark.parametrize("method,path", [
     ("PUT", NIC2_PUT),
     ("POST", r"hs-vm2/deallocate$"),
-    ("PUT", VM2_PUT),
+    ("PATCH", VM2_NICS),
     ("POST", r"hs-vm2/start$"),
     ("POST", r"hs-vm2/runCommand$"),
 ], ids=["nic", "deallocate", "attach", "start", "run-command"])
@@ -181,7 +181,7 @@ def test_dropped_connections(estate):
 
 def test_etag_conflict_rereads_and_retries(estate):
     emu, _, ctx = estate()
-    fault = emu.faults.add("PUT", VM2_PUT, 412, error_code="PreconditionFailed", times=1)
+    fault = emu.faults.add("PATCH", VM2_NICS, 412, error_code="PreconditionFailed", times=1)
     out = approve_and_apply(ctx)
     assert out.status == "applied", out.reasons
     assert fault.hits == 1
@@ -287,8 +287,8 @@ def test_process_killed_between_deallocate_and_attach(estate, storage_ns):
     from tests.support.remediation import ROOT
 
     emu, _, ctx = estate()
-    # The attach (VM PUT) hangs, then the connection drops: the child is killed meanwhile.
-    emu.faults.add("PUT", VM2_PUT, drop_connection=True, delay_seconds=20, times=1)
+    # The attach (VM PATCH) hangs, then the connection drops: the child is killed meanwhile.
+    hang = emu.faults.add("PATCH", VM2_NICS, drop_connection=True, delay_seconds=20, times=1)
     args = {"arm": emu.base_url, "conn": storage_ns.connection_string,
             "journal": ctx.settings.journal_table, "state": storage_ns.table("state"),
             "locks": ctx.settings.lock_container, "vm": VM2}
@@ -297,11 +297,7 @@ def test_process_killed_between_deallocate_and_attach(estate, storage_ns):
                              stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if any(e.method == "PUT" and e.path.endswith("/hs-vm2") for e in list(emu.requests)) \
-                    or emu.power_state(VM2) == "deallocated" and any(
-                        e.action == "attach-nic" for e in ctx.journal.history(VM2, 20)):
-                break
+        while time.monotonic() < deadline and not hang.hits:  # the attach is hanging
             time.sleep(0.1)
         assert emu.power_state(VM2) == "deallocated"
         child.send_signal(signal.SIGKILL)

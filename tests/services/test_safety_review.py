@@ -113,8 +113,8 @@ def test_budget_running_out_after_the_attach_still_starts_the_vm(estate):
     """The time budget is checked before each step; the start of a VM we deallocated is the
     one step it must never skip (the VM would stay down until some later trigger)."""
     emu, _, ctx = estate()
-    # The budget is spent the moment hs-vm1's attach (its VM PUT) is made.
-    emu.faults.add("PUT", r"/virtualMachines/hs-vm1$",
+    # The budget is spent the moment hs-vm1's attach (its VM PATCH) is made.
+    emu.faults.add("PATCH", r"/virtualMachines/hs-vm1$",
                    action=lambda: setattr(ctx, "deadline", time.monotonic()))
     pr = remediation.plan_for_vm(ctx, VM1)
     remediation.apply(ctx, VM1, CLI, approval=pr.plan.hash)

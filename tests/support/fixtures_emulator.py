@@ -315,6 +315,8 @@ def emulator(monkeypatch):
     yield factory
     for emu in started:
         emu.stop()
+    unfired = [rule for emu in started for rule in emu.faults.unfired()]
+    assert not unfired, f"injected faults that never fired (the test tests nothing): {unfired}"
 
 
 @pytest.fixture
