@@ -103,5 +103,6 @@ def fix_status(req: func.HttpRequest) -> func.HttpResponse:
 
 @app.queue_trigger(arg_name="msg", queue_name=fix_api.FIX_QUEUE, connection="AzureWebJobsStorage")
 def fix_worker(msg: func.QueueMessage) -> None:
-    # The approved apply, from the queue POST /api/fix wrote; status goes to the journal.
+    # Approved applies (POST /api/fix) and the remediations events hand off; status goes to
+    # the journal under the operation, which GET /api/fix/{operation} reads.
     fix_api.http_worker(msg.get_body())

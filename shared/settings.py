@@ -213,6 +213,9 @@ class Settings:
     # Event bursts: one evaluation pass per VM per window; tolerated ARM-vs-local clock skew.
     event_burst_window_seconds: float = 60.0
     event_clock_skew_seconds: float = 5.0
+    # A remediation an event hands to the queue worker is dropped (journalled "expired") if it
+    # has not started within this time: the next event or sweep decides again from live state.
+    event_handoff_ttl_seconds: float = 1800.0
     # Drift sweep: time budget per run (host.json allows 10 min), Run Commands in flight
     # (one per VM, never two VMs of a pool), seconds between two Run Command starts, and the
     # time a VM needs so that the sweep does not start it too close to the budget.
@@ -358,6 +361,8 @@ Settings._FIELDS = (
            _float_between(1, 3600), "seconds, 1-3600"),
     _Field("event_clock_skew_seconds", "HAIRPIN_EVENT_CLOCK_SKEW_SECONDS",
            _float_between(0, 300), "seconds, 0-300"),
+    _Field("event_handoff_ttl_seconds", "HAIRPIN_EVENT_HANDOFF_TTL_SECONDS",
+           _float_between(60, 86400), "seconds, 60-86400"),
     _Field("sweep_budget_seconds", "HAIRPIN_SWEEP_BUDGET_SECONDS", _float_between(30, 3600),
            "seconds, 30-3600"),
     _Field("sweep_run_command_workers", "HAIRPIN_SWEEP_RUN_COMMAND_WORKERS",

@@ -1,5 +1,9 @@
 """HTTP-agnostic handlers for `POST /api/fix`, `GET /api/fix/{operation}` and the queue worker.
 
+The worker runs two kinds of message from one queue: approved applies (below) and the
+remediations Event Grid events hand off (`shared.services.remediation.work`); both record their
+status under their operation, so `GET /api/fix/{operation}` answers for either.
+
 POST body: `{"vm_id": "<VM resource ID>"}` or `{"finding_id": "hp-..."}`, optional
 `"subscription_id"` (for finding IDs) and `"approve": "<plan hash>"`.
 - no `approve`: a dry run, 200 with the plan (JSON and text) and the hash to approve;
@@ -24,15 +28,16 @@ from shared.core.journal import JournalEntry, Trigger
 from shared.core.vocab import TriggerKind
 from shared.services import remediation
 from shared.services.context import ServiceContext, build_context
+from shared.services.remediation.work import WORK_KIND, RemediationWork, run_work
+from shared.storage.queues import WORK_QUEUE, queue_sender, queue_source
 
 log = logging.getLogger(__name__)
 
 __all__ = ["MAX_BODY_BYTES", "FIX_QUEUE", "ApiResponse", "parse_request", "post_fix",
-           "get_fix",
-           "run_fix_message", "queue_client", "queue_sender", "STATUS_ACTION"]
+           "get_fix", "run_fix_message", "STATUS_ACTION"]
 
 MAX_BODY_BYTES = 16 * 1024
-FIX_QUEUE = "hairpin-fix"
+FIX_QUEUE = WORK_QUEUE
 STATUS_ACTION = "fix-operation"
 _HASH = re.compile(r"\A[0-9a-f]{64}\Z")
 _OPERATION = re.compile(r"\A[0-9a-f]{32}\Z")
@@ -147,26 +152,39 @@ def post_fix(ctx: ServiceContext, body: bytes | str | None, *,
 
 
 def run_fix_message(ctx: ServiceContext, message: bytes | str | dict) -> remediation.Outcome | None:
-    """The queue worker: run the approved apply and record its status. Never raises for a bad
-    message (it would only be retried); ARM/budget problems end as a recorded outcome."""
+    """The queue worker: run an approved apply or a handed-off remediation and record its
+    status. Never raises for a bad message (it would only be retried); ARM/budget problems end
+    as a recorded outcome."""
     try:
         doc = message if isinstance(message, dict) else json.loads(message)
+        work = RemediationWork.from_message(doc) if doc.get("kind") == WORK_KIND else None
         operation = doc["operation"]
         if not _OPERATION.match(operation):
             raise ValueError("bad operation id")
     except Exception:  # noqa: BLE001
         log.error("fix queue: dropping a malformed message")
         return None
-    trigger = Trigger(TriggerKind.HTTP, principal=doc.get("principal"))
+    trigger = work.trigger if work is not None else Trigger(TriggerKind.HTTP,
+                                                            principal=doc.get("principal"))
     done = ctx.journal.latest(None, action=STATUS_ACTION, operation_id=operation)
     if done is not None and done.result not in ("queued", "running", "pending"):
         log.info("fix %s already ended (%s): duplicate delivery ignored", operation, done.result)
         return None  # queues deliver at least once
+    if work is not None and work.expired():
+        # Live state decides again at the next event or sweep; a late fix could act on a
+        # situation that no longer holds.
+        _status(ctx, operation, "expired", trigger, after={"vm_id": work.vm_id,
+                                                           "call": str(work.call)},
+                error=f"not started before its deadline {work.deadline.isoformat()}")
+        return None
     _status(ctx, operation, "running", trigger)
     try:
-        outcome = remediation.apply(ctx, doc["target"], trigger, approval=doc.get("approval"),
-                                    operation_id=operation,
-                                    subscription_id=doc.get("subscription_id"))
+        if work is not None:
+            outcome = run_work(ctx, work)
+        else:
+            outcome = remediation.apply(ctx, doc["target"], trigger,
+                                        approval=doc.get("approval"), operation_id=operation,
+                                        subscription_id=doc.get("subscription_id"))
     except Exception as exc:  # noqa: BLE001
         log.warning("fix %s failed", operation, exc_info=True)
         _status(ctx, operation, "failed", trigger,
@@ -200,35 +218,6 @@ def get_fix(ctx: ServiceContext, operation: str) -> ApiResponse:
     return ApiResponse(200, body)
 
 
-def queue_client(source, queue: str = FIX_QUEUE):
-    """A QueueClient whose messages the Functions queue trigger reads (base64, its default).
-    `source`: a connection string, or a QueueServiceClient (identity-based storage, no keys)."""
-    from azure.storage.queue import (
-        BinaryBase64DecodePolicy,
-        QueueClient,
-        TextBase64EncodePolicy,
-    )
-
-    policies = {"message_encode_policy": TextBase64EncodePolicy(),
-                "message_decode_policy": BinaryBase64DecodePolicy()}
-    if isinstance(source, str):
-        client = QueueClient.from_connection_string(source, queue, **policies)
-    else:
-        client = QueueClient(source.url, queue, credential=source.credential, **policies)
-    from azure.core.exceptions import ResourceExistsError
-
-    try:
-        client.create_queue()
-    except ResourceExistsError:
-        pass
-    return client
-
-
-def queue_sender(source, queue: str = FIX_QUEUE) -> Callable[[dict], None]:
-    client = queue_client(source, queue)
-    return lambda message: client.send_message(json.dumps(message))
-
-
 # --------------------------------------------------------------------------- trigger glue
 
 def context_from_env(environ=None) -> ServiceContext:
@@ -237,16 +226,6 @@ def context_from_env(environ=None) -> ServiceContext:
 
     return build_context(Settings.from_env(environ), environ=environ,
                          budget_seconds=FUNCTION_BUDGET_S)
-
-
-def _queue_source(ctx: ServiceContext, environ=None):
-    """Where the queue trigger listens: AzureWebJobsStorage (a connection string, or its
-    identity-based form through the context's storage clients), else the product's storage."""
-    import os
-
-    env = os.environ if environ is None else environ
-    storage_queue = getattr(ctx.storage, "queue", None) if ctx.storage is not None else None
-    return env.get("AzureWebJobsStorage") or ctx.settings.storage_connection or storage_queue
 
 
 def _guarded(handler: Callable[[], ApiResponse]) -> ApiResponse:
@@ -266,7 +245,7 @@ def _guarded(handler: Callable[[], ApiResponse]) -> ApiResponse:
 def http_post(body: bytes | None, principal: str | None = None, environ=None) -> ApiResponse:
     def handle() -> ApiResponse:
         ctx = context_from_env(environ)
-        source = _queue_source(ctx, environ)
+        source = queue_source(ctx.settings, ctx.storage, environ)
         enqueue = None
         if source:
             def enqueue(message: dict) -> None:

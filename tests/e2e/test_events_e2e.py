@@ -225,8 +225,8 @@ def test_vm_restart_with_a_lost_route_gets_it_pushed_again(fixed, arm_clients):
         arm_event("Microsoft.Compute/virtualMachines/restart/action", VM1, at=ago(5)))
     assert result.status == "evaluated"
     assert rem.calls == [("ensure_guest_routes", VM1.lower())]
-    assert result.remediations == [{"vm_id": VM1, "call": "ensure_guest_routes",
-                                    "status": "applied"}]
+    assert [(r["vm_id"], r["call"], r["status"]) for r in result.remediations] == [
+        (VM1, "ensure_guest_routes", "applied")]
     assert guest.vms["hs-vm1"].active.get("10.0.1.100")
     verify = [cmd for cmd in guest.commands if cmd["vm"] == "hs-vm1"][-1]
     assert verify["kind"] == "verify" and verify["exit"] == 0
@@ -265,3 +265,63 @@ def test_events_of_our_own_writes_do_not_loop(estate, storage_ns):
         arm_event("Microsoft.Compute/virtualMachines/write", VM2, at=ago(0)))
     assert other.status == "evaluated" and not other.own_write
     assert rem.calls == [] and writes(emu) == []
+
+
+def test_event_trigger_hands_the_fix_to_the_queue_worker_and_answers_in_seconds(
+        estate, storage_ns):
+    """Event Grid waits 30 s for an answer, then delivers again; a fix takes minutes. With
+    every LRO slowed to minutes, the event is answered at once with the work queued, a
+    redelivery during the run starts nothing, and the queue worker makes the fix."""
+    import threading
+    import time
+
+    from shared.services import fix_api
+    from shared.services.remediation.work import queue_handoff
+    from shared.storage import queues
+
+    emu, guest, ctx = estate(opted_in_scenario(), clock=lambda: IN_WINDOW,
+                             maintenance_window=WINDOW)
+    name = storage_ns.container("work")
+    handoff = queue_handoff(ctx, {"AzureWebJobsStorage": storage_ns.connection_string},
+                            queue=name)
+    events = EventProcessor(ctx, remediation=remediation, identity=own_identity(ctx),
+                            config=EventConfig(window_seconds=60, clock_skew_seconds=1),
+                            handoff=handoff)
+    emu.lro_retry_after = emu.ops.retry_after = 180  # each LRO poll waits 3 minutes
+    raw = arm_event("Microsoft.Compute/virtualMachines/write", VM1, at=ago(5))
+    answered: list = []
+    started = time.monotonic()
+    trigger = threading.Thread(target=lambda: answered.append(events.handle(raw)), daemon=True)
+    trigger.start()
+    trigger.join(5)
+    assert not trigger.is_alive(), "the event trigger did not answer within 5 s"
+    assert time.monotonic() - started < 5
+    (result,) = answered
+    (queued,) = result.remediations
+    assert (queued["vm_id"], queued["call"], queued["status"]) == (VM1, "apply", "queued")
+    assert writes(emu) == []  # deciding writes nothing: the worker does
+    (message,) = queues.queue_client(storage_ns.connection_string, name).receive_messages()
+    work = json.loads(message.content)
+    assert (work["kind"], work["operation"], work["trigger"]["event_id"]) == (
+        "remediation-work", queued["operation"], raw["id"])
+
+    emu.lro_retry_after = emu.ops.retry_after = None
+    outcome: list = []
+    worker = threading.Thread(target=lambda: outcome.append(
+        fix_api.run_fix_message(ctx, message.content)))
+    worker.start()
+    again = events.handle(raw)  # Event Grid delivers it again while the worker runs
+    assert again.status == "duplicate" and not again.remediations
+    worker.join(120)
+    assert not worker.is_alive()
+    assert outcome[0].status == "applied", outcome[0].reasons
+    assert not queues.queue_client(storage_ns.connection_string, name).peek_messages()
+    assert NIC2.replace("hs-vm2", "hs-vm1") in [
+        r["id"] for r in emu.store.get(VM1)["properties"]["networkProfile"]["networkInterfaces"]]
+    assert emu.power_state(VM1) == "running"
+    status = fix_api.get_fix(ctx, queued["operation"])
+    assert status.body["status"] == "applied"
+    assert [h["status"] for h in status.body["history"]] == ["running", "applied"]
+    applied = ctx.journal.history(VM1, 50)
+    assert applied and all(e.trigger.event_id == raw["id"] for e in applied
+                           if e.operation_id == queued["operation"])

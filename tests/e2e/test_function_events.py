@@ -150,3 +150,21 @@ def test_identity_env_var_names_are_stable():
         "HAIRPIN_IDENTITY_PRINCIPAL_ID", "HAIRPIN_IDENTITY_CLIENT_ID",
         "HAIRPIN_IDENTITY_RESOURCE_ID")
     assert OWN_IDENTITY  # the tests' own identity is a complete one
+
+
+@pytest.mark.azurite
+def test_host_processor_hands_remediations_to_the_work_queue(emulator, storage_ns):
+    """The Functions host's processor never runs a fix inside the trigger: it has the work
+    queue's handoff, and without storage it refuses to start rather than run fixes inline."""
+    from azure.identity import ManagedIdentityCredential
+
+    from tests.support.events import make_settings
+
+    emu = emulator()
+    settings = make_settings(emu, storage_ns,
+                             HAIRPIN_STORAGE_CONNECTION=storage_ns.connection_string)
+    host = event_service.EventHost(settings, OWN_IDENTITY, ManagedIdentityCredential())
+    assert host.processor().evaluator.handoff is not None
+    bare = event_service.EventHost(make_settings(emu), OWN_IDENTITY, ManagedIdentityCredential())
+    with pytest.raises(RuntimeError, match="work queue"):
+        bare.processor()

@@ -6,6 +6,7 @@ transient/permanent failures."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -53,7 +54,9 @@ def test_vm_write_evaluates_current_state_and_hands_at_risk_vm_to_remediation(
     result = p.handle(arm_event("Microsoft.Compute/virtualMachines/write", VM1, at=ago(30)))
     assert result.status == "evaluated" and result.evaluated == [VM1]
     assert result.findings and rem.calls == [("apply", VM1.lower())]
-    assert result.remediations == [{"vm_id": VM1, "call": "apply", "status": "applied"}]
+    (ran,) = result.remediations
+    assert (ran["vm_id"], ran["call"], ran["status"]) == (VM1, "apply", "applied")
+    assert re.fullmatch(r"[0-9a-f]{32}", ran["operation"])  # the run's journal operation
     entries = ctx.journal.history(VM1, 10, action="event")
     assert entries and entries[0].trigger.event_id == result.event_id
     assert entries[0].after["status"] == "evaluated"

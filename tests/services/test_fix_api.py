@@ -13,6 +13,7 @@ import azure.functions as func
 import pytest
 
 from shared.services import fix_api
+from shared.storage import queues
 from tests.support.remediation import VM1, VM2, arm_writes, estate  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.azurite
@@ -73,7 +74,7 @@ def test_stale_approval_is_409(estate):
 
 def test_approved_apply_is_queued_then_run_by_the_worker(estate, storage_ns):
     emu, _, ctx = estate()
-    queue = fix_api.queue_client(storage_ns.connection_string, storage_ns.container("fix"))
+    queue = queues.queue_client(storage_ns.connection_string, storage_ns.container("fix"))
     sent = []
 
     def enqueue(message):
@@ -177,7 +178,7 @@ def test_http_triggers_end_to_end(estate, storage_ns, monkeypatch):
     status = user_get(request(b"", "GET", {"operation": op}, f"/api/fix/{op}"))
     assert json.loads(status.get_body())["status"] == "queued"
     # The queue trigger, with the message the POST queued.
-    queue = fix_api.queue_client(storage_ns.connection_string)
+    queue = queues.queue_client(storage_ns.connection_string)
     msg = next(m for m in queue.receive_messages() if op in m.content.decode())
     worker(func.QueueMessage(id=msg.id, body=msg.content))
     queue.delete_message(msg)
@@ -198,8 +199,8 @@ def test_queue_client_from_identity_based_storage(storage_ns, azurite):
     service = QueueServiceClient(azurite.queue_endpoint,
                                  credential=AzureNamedKeyCredential(ACCOUNT_NAME, ACCOUNT_KEY))
     name = storage_ns.container("idq")
-    fix_api.queue_sender(service, name)({"operation": "op1"})
-    by_key = fix_api.queue_client(storage_ns.connection_string, name)
+    queues.queue_sender(service, name)({"operation": "op1"})
+    by_key = queues.queue_client(storage_ns.connection_string, name)
     [msg] = list(by_key.receive_messages())
     assert json.loads(msg.content) == {"operation": "op1"}
     service.delete_queue(name)

@@ -183,10 +183,10 @@ class RecordingRemediation:
                        vms=[VmOutcome(vm_id, vm_id.rsplit("/", 1)[-1], status)],
                        verified=True if status.done else None)
 
-    def apply(self, ctx, vm_id, trigger, *, approval=None):
+    def apply(self, ctx, vm_id, trigger, *, approval=None, operation_id=None):
         return self._record("apply", vm_id, trigger)
 
-    def ensure_guest_routes(self, ctx, vm_id, trigger):
+    def ensure_guest_routes(self, ctx, vm_id, trigger, *, operation_id=None):
         return self._record("ensure_guest_routes", vm_id, trigger)
 
     def verify(self, ctx, vm_id, trigger):

@@ -43,6 +43,7 @@ NOT_SET = {
     "HAIRPIN_SWEEP_ITEM_BUDGET_SECONDS": "code default",
     "HAIRPIN_EVENT_BURST_WINDOW_SECONDS": "code default",
     "HAIRPIN_EVENT_CLOCK_SKEW_SECONDS": "code default",
+    "HAIRPIN_EVENT_HANDOFF_TTL_SECONDS": "code default (30 min)",
     "HAIRPIN_ARM_ENDPOINT": "emulator only; unset = public Azure Resource Manager",
     "HAIRPIN_STORAGE_CONNECTION": "a connection string carries the account key; the app uses "
                                   "identity-based AzureWebJobsStorage__* instead",

@@ -2,8 +2,10 @@
 
 Reads the scope's documents, evaluates risk with the journal's verified routes, decides drift
 and the one call per VM with `shared.core.drift.assess` (as the sweep does; an event adds only
-that the guest restarted) and makes it: never for our own writes, never in audit mode. The
-guard lives in `shared.services.remediation`.
+that the guest restarted), never for our own writes, never in audit mode. The call is handed off
+as a `RemediationWork` to the queue worker (an event is answered in seconds, a fix takes
+minutes), or run inline where no handoff is given. The guard lives in
+`shared.services.remediation`.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from shared.core.vocab import (
     RemediationCall,
 )
 from shared.services.context import ServiceContext
-from shared.services.records import close_stale_routes, verified_routes
+from shared.services.records import verified_routes
+from shared.services.remediation import new_operation_id
+from shared.services.remediation.work import Handoff, RemediationWork, run_work
 
 __all__ = ["EventEvaluator", "GUEST_ACTIONS"]
 
@@ -43,10 +47,12 @@ class EventEvaluator:
     """Evaluation of claimed VMs, drift, notifications and the remediation call."""
 
     def __init__(self, ctx: ServiceContext, config: EventConfig, remediation: Any,
-                 stats: dict[str, int], journal: JournalWriter) -> None:
+                 stats: dict[str, int], journal: JournalWriter,
+                 handoff: Handoff | None = None) -> None:
         self.ctx = ctx
         self.config = config
         self.remediation = remediation
+        self.handoff = handoff
         self.stats = stats
         self.journal = journal
 
@@ -102,31 +108,29 @@ class EventEvaluator:
             return
         self._notify_findings(findings, verified_ips, trigger)
         call = drifts.unattended_call(d, self.ctx.settings)
-        outcome = self._call(call, d, trigger, drift) if call else None
-        if outcome is not None:
-            result.remediations.append({"vm_id": d.vm_id, "call": call,
-                                        "status": outcome.status})
+        status = self._call(call, d, trigger, drift) if call else None
+        if status is not None:
+            result.remediations.append({"vm_id": d.vm_id, "call": call, **status})
         audit = self.ctx.settings.mode == Mode.AUDIT
-        note = (f"{call}: {outcome.status}" if outcome is not None else
+        note = (f"{call}: {status['status']}" if status is not None else
                 ("audit mode: no remediation" if audit and findings else "nothing to do"))
         self.journal(ev, d.vm_id, JournalResult.SUCCEEDED, result, note=note, drift=drift,
-                     findings=[f.id for f in findings])
+                     findings=[f.id for f in findings],
+                     operation=status["operation"] if status is not None else None)
 
     def _call(self, call: RemediationCall, d: drifts.VmDrift, trigger: Trigger,
-              drift: list[str]):
+              drift: list[str]) -> dict:
+        """Hand the call off (or run it where there is no handoff); its operation and status."""
         self.stats["remediations"] += 1
-        if call == RemediationCall.APPLY:
-            outcome = self.remediation.apply(self.ctx, d.vm_id, trigger)
-        else:
-            outcome = self.remediation.ensure_guest_routes(self.ctx, d.vm_id, trigger)
-            cleaned = close_stale_routes(self.ctx, d.vm_id, d.stale, d.os_type, outcome)
-            if cleaned:
-                drift.append("stale_routes_cleaned:" + ",".join(cleaned))
-        notifier = self.ctx.notifier
-        if notifier is not None:
-            notifier.outcome(outcome, trigger, vm_id=d.vm_id,
-                             drift=drift if call == RemediationCall.ENSURE_GUEST_ROUTES else ())
-        return outcome
+        work = RemediationWork.due_within(
+            self.ctx.settings.event_handoff_ttl_seconds, operation=new_operation_id(),
+            call=call, vm_id=d.vm_id, trigger=trigger, drift=tuple(drift),
+            stale=tuple(d.stale), os_type=d.os_type)
+        if self.handoff is not None:
+            self.handoff(work)
+            return {"operation": work.operation, "status": "queued"}
+        outcome = run_work(self.ctx, work, self.remediation)
+        return {"operation": work.operation, "status": str(outcome.status)}
 
     def _notify_findings(self, findings: list[Finding], verified_ips: set[str],
                          trigger: Trigger) -> None:

@@ -16,6 +16,9 @@ Delivery is at least once and unordered (docs/azure-facts.md), so:
   the claims and raise, so Event Grid delivers the event again (10 s, 30 s, 1 m, ...).
   **Permanent** ones (resource gone, malformed payload, no permission) are journalled and
   acknowledged.
+* **Remediation is handed off**: an event decides, puts the work on the queue worker's queue
+  (`shared.services.remediation.work`) and is answered in seconds; Event Grid would deliver it
+  again after 30 s without an answer, and a fix takes minutes.
 * **Our own writes** (the caller is the function's managed identity, or, when the claims do not
   say, the journal shows our remediation writing to that VM at that time) are still evaluated
   (read-only), but never start a remediation: no loop. Drift they reveal is journalled and left
@@ -59,6 +62,7 @@ from shared.services.context import ServiceContext, build_context
 from shared.services.events.claims import ClaimStore, EventMemo, PassClaim, PassRefused
 from shared.services.events.evaluation import EventEvaluator
 from shared.services.events.scope import ScopeResolver, StateReader, is_transient
+from shared.services.remediation.work import Handoff, queue_handoff
 from shared.settings import FUNCTION_BUDGET_S, Settings
 
 __all__ = ["EventProcessor", "EventHost", "handle_event", "install_host", "default_host"]
@@ -75,7 +79,7 @@ class EventProcessor:
 
     def __init__(self, ctx: ServiceContext, *, remediation: Any = remediation_service,
                  identity: OwnIdentity | None = None, config: EventConfig | None = None,
-                 memo: EventMemo | None = None,
+                 memo: EventMemo | None = None, handoff: Handoff | None = None,
                  now: Callable[[], datetime] | None = None) -> None:
         self.ctx = ctx
         self.identity = identity if identity is not None else identity_from_settings(
@@ -88,7 +92,10 @@ class EventProcessor:
         self.claims = ClaimStore(ctx.journal, self.config, memo or EventMemo(), self.now,
                                  self.stats)
         self.scope = ScopeResolver(ctx, self.config, self.claims, self.identity, self.now)
-        self.evaluator = EventEvaluator(ctx, self.config, remediation, self.stats, self._journal)
+        # handoff None: remediations run inline, through `remediation` (the CLI, tests); the
+        # Functions host hands them to the queue worker (EventHost.processor).
+        self.evaluator = EventEvaluator(ctx, self.config, remediation, self.stats, self._journal,
+                                        handoff)
 
     # -- entry points ----------------------------------------------------------------------
     def handle_batch(self, raws: Iterable[Any]) -> list[EventResult]:
@@ -259,7 +266,8 @@ class EventHost:
     def processor(self) -> EventProcessor:
         ctx = build_context(self.settings, budget_seconds=self.budget_seconds,
                             credential=self.credential)
-        return EventProcessor(ctx, identity=self.identity, memo=self.memo)
+        return EventProcessor(ctx, identity=self.identity, memo=self.memo,
+                              handoff=queue_handoff(ctx))
 
 
 def _identity_of(credential: TokenCredential) -> OwnIdentity:
