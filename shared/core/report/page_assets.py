@@ -1,5 +1,4 @@
-"""Pure: the report page's inline style sheet and script (no data: the script reads the
-rendered rows' ``data-*`` attributes)."""
+"""Pure: the report page's inline style sheet (the script is `page_script`)."""
 
 CSS = """
 :root{--red:#d0021b;--amber:#c77700;--info:#5b6b7f;--ink:#1d2733;--mute:#6b7785;--line:#e3e8ee}
@@ -76,50 +75,28 @@ td:nth-child(2),td:nth-child(4),td:nth-child(5){white-space:nowrap}
 details{margin-top:4px;color:var(--mute)}
 .empty,.note{color:var(--mute)}
 footer{color:var(--mute);padding:0 28px 20px}
+h3{font-size:14px;margin:14px 0 6px}
+.card.blocked b{color:#7a4b00}
+.trend{margin:12px 0 0}
+.trend .new{color:var(--red)}
+.trend .resolved{color:#1a7f37}
+.columns{display:flex;gap:28px;flex-wrap:wrap;align-items:flex-start}
+table.small{width:auto}
+table.small th,table.small td{padding:4px 10px}
+td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.n.high{color:var(--red)}
+td.n.medium{color:var(--amber)}
+tr.scope,tr.lb-row{cursor:pointer}
+tr.scope:hover,tr.lb-row:hover,tr.lb-row.open{background:#f3f6fa}
+tr.lb-row small{color:var(--mute)}
+th[data-sort]{cursor:pointer;text-decoration:underline dotted}
+.blockers{margin:0;padding-left:18px}
+.pager{display:flex;gap:12px;align-items:center;margin-top:10px}
+.pager .page{color:var(--mute)}
+button{font:inherit;border:1px solid #c9d1da;border-radius:6px;background:#fff;padding:2px 8px;
+  cursor:pointer}
+button.more{margin-left:6px;font-size:12px;color:var(--mute)}
+tr.detail td{border-top:0;color:var(--mute);padding-top:0}
+#f-scope{border:1px solid var(--line);border-radius:14px;padding:2px 4px 2px 10px}
 """
 
-
-JS = """
-(function () {
-  'use strict';
-  var rows = Array.prototype.slice.call(document.querySelectorAll('tr.finding'));
-  var loops = Array.prototype.slice.call(document.querySelectorAll('g.loop'));
-  var boxes = Array.prototype.slice.call(document.querySelectorAll('input[name=sev]'));
-  var vm = document.getElementById('f-vm');
-  var text = document.getElementById('f-text');
-  var count = document.getElementById('f-count');
-  function apply() {
-    var on = {}, shown = {}, n = 0;
-    boxes.forEach(function (b) { on[b.value] = b.checked; });
-    var v = vm ? vm.value : '', t = text ? text.value.trim().toLowerCase() : '';
-    rows.forEach(function (r) {
-      var ok = !!on[r.dataset.severity] && (!v || r.dataset.vm === v) &&
-               (!t || r.dataset.text.indexOf(t) >= 0);
-      r.hidden = !ok;
-      if (ok) { n += 1; shown[r.dataset.finding] = true; }
-    });
-    loops.forEach(function (g) { g.classList.toggle('dim', !shown[g.dataset.finding]); });
-    if (count) { count.textContent = n + ' of ' + rows.length; }
-  }
-  function highlight(id) {
-    rows.forEach(function (r) { r.classList.toggle('hl', r.dataset.finding === id); });
-    loops.forEach(function (g) { g.classList.toggle('hl', g.dataset.finding === id); });
-  }
-  boxes.forEach(function (b) { b.addEventListener('change', apply); });
-  if (vm) { vm.addEventListener('change', apply); }
-  if (text) { text.addEventListener('input', apply); }
-  rows.forEach(function (r) {
-    r.addEventListener('mouseenter', function () { highlight(r.dataset.finding); });
-  });
-  loops.forEach(function (g) {
-    g.addEventListener('click', function () {
-      highlight(g.dataset.finding);
-      rows.forEach(function (r) {
-        if (r.dataset.finding === g.dataset.finding) { r.scrollIntoView({block: 'center'}); }
-      });
-    });
-  });
-  apply();
-  document.documentElement.dataset.ready = 'true';
-})();
-"""

@@ -53,6 +53,43 @@ def port_text(p: Mapping[str, Any]) -> str:
     return f"{proto} {fp}" if fp == bp else f"{proto} {fp}\u2192{bp}"
 
 
+def internal_pools_by_lb(topology) -> dict[str, list[str]]:
+    """Load balancer key -> its pools that a rule from an internal frontend sends to."""
+    t = topology
+    keys = sorted({pk for r in t.rules.values() if r.frontend_key in t.frontends
+                   and t.frontends[r.frontend_key].is_internal for pk in r.pool_keys})
+    out: dict[str, list[str]] = {}
+    for pk in keys:
+        pool = t.pools.get(pk)
+        out.setdefault(pool.lb_key if pool is not None else parent_id(pk) or pk, []).append(pk)
+    return out
+
+
+def pictures_by_lb(findings: list[Mapping[str, Any]], topology=None) -> dict[str, Picture]:
+    """One picture per load balancer (normalized ID), in the findings' order: its findings'
+    loops, and with the topology its pools' peers and power states. No findings: one per
+    internal load balancer, showing its pools as they are."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for f in findings:
+        groups.setdefault(normalize(f.get("lb_id") or f.get("lb_name") or "?"), []).append(f)
+    pictures: dict[str, Picture] = {}
+    for key, group in groups.items():
+        pictures[key] = pic = Picture()
+        add_findings(pic, group)
+        if topology is not None:
+            add_topology(pic, topology)
+    if not groups and topology is not None:
+        for key, pool_keys in internal_pools_by_lb(topology).items():
+            pictures[key] = pic = Picture()
+            for pk in pool_keys:
+                pool = topology.pools.get(pk)
+                lb = topology.load_balancers.get(key)
+                pic.pools[pk] = {"name": pool.name if pool else name_of(pk),
+                                 "lb": lb.name if lb else ""}
+            add_topology(pic, topology)
+    return pictures
+
+
 def add_findings(pic: Picture, findings: list[Mapping[str, Any]]) -> None:
     for f in findings:
         vm = pic.vm(f["vm_id"], f.get("vm_name") or name_of(f["vm_id"]))
@@ -90,8 +127,7 @@ def add_topology(pic: Picture, topology) -> None:
     t = topology
     pool_keys = list(pic.pools)
     if not pool_keys:  # nothing found: show the internal load balancers' pools as they are
-        pool_keys = sorted({pk for r in t.rules.values() if r.frontend_key in t.frontends
-                            and t.frontends[r.frontend_key].is_internal for pk in r.pool_keys})
+        pool_keys = [pk for keys in internal_pools_by_lb(t).values() for pk in keys]
     for pk in pool_keys:
         pool = t.pools.get(pk)
         lb = t.load_balancers.get(pool.lb_key) if pool is not None else None
