@@ -15,8 +15,9 @@ from azure.core.exceptions import AzureError
 from shared.cli.common import UsageError, context_from_env, write_file
 from shared.core import snapshot as snapshots
 from shared.core.report import to_json, to_text
+from shared.core.report.spreadsheet import to_csv
 
-FORMATS = ("table", "json", "html")
+FORMATS = ("table", "json", "html", "csv")
 
 
 def register(subparsers) -> None:
@@ -28,7 +29,8 @@ def register(subparsers) -> None:
     audit.add_argument("--snapshot", metavar="FILE",
                        help="audit this snapshot or emulator scenario file (offline)")
     audit.add_argument("--format", choices=FORMATS, default="table",
-                       help="output format (default: table)")
+                       help="output format: table, json (the report document), html (the "
+                       "page), csv (one row per finding, for spreadsheets; default: table)")
     audit.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
     audit.add_argument("--html", metavar="FILE", help="also write the HTML report to FILE")
     audit.set_defaults(handler=audit_command)
@@ -64,9 +66,10 @@ def audit_command(args) -> int:
     ctx = context_from_env(offline=bool(args.snapshot))
     with Progress() as progress:
         try:
+            previous = audit.previous_report(ctx) if want_html else None  # the trend
             result = audit.run_audit(ctx, subscriptions=args.subscriptions,
                                      resource_graph=_use_graph(args, ctx), snapshot=args.snapshot,
-                                     on_progress=progress, html=want_html)
+                                     on_progress=progress, html=want_html, previous=previous)
         except (snapshots.SnapshotError, audit.NoSubscription) as exc:
             raise UsageError(str(exc)) from None
         except AzureError as exc:
@@ -74,7 +77,7 @@ def audit_command(args) -> int:
     if args.html:
         write_file(args.html, result.html)
     text = {"table": lambda: to_text(result.report), "json": lambda: to_json(result.report),
-            "html": lambda: result.html}[args.format]()
+            "html": lambda: result.html, "csv": lambda: to_csv(result.report)}[args.format]()
     if args.output:
         write_file(args.output, text)
     else:

@@ -31,6 +31,7 @@ from shared.core import arm_ids
 from shared.core import snapshot as snapshots
 from shared.core.report import build_report, exit_status
 from shared.core.report import html as report_html
+from shared.core.report.overview import trend_between
 from shared.core.risk import Evaluation, evaluate
 from shared.core.scope import ScopeError, resolve_subscriptions
 from shared.core.topology import Topology, topology_from_snapshot
@@ -39,7 +40,7 @@ from shared.storage import snapshot_files
 log = logging.getLogger(__name__)
 
 __all__ = ["AuditResult", "StoredAudit", "OnProgress", "NoSubscription", "subscriptions_to_audit",
-           "gather", "run_audit", "scheduled_audit", "latest_or_fresh",
+           "gather", "previous_report", "run_audit", "scheduled_audit", "latest_or_fresh",
            "is_true", "prefers_html"]
 
 # (stage, pages fetched so far, resources seen so far); stage: "resources", "skus", "health".
@@ -247,11 +248,22 @@ def _scope(resource_graph: bool, snapshot, doc: Mapping[str, Any]) -> dict[str, 
     return {**source, "subscriptions": subs, "resources": len(doc["resources"])}
 
 
+def previous_report(ctx) -> dict[str, Any] | None:
+    """The newest stored audit report (from the report index in Blob), which the next audit's
+    trend compares with; None without storage or before the first stored audit."""
+    if ctx.reports is None:
+        return None
+    record = ctx.reports.reports.latest()
+    return ctx.reports.reports.read_json(record) if record is not None else None
+
+
 def run_audit(ctx, *, subscriptions: Iterable[str] | None = None, resource_graph: bool = False,
               snapshot: str | Path | Mapping[str, Any] | None = None,
-              on_progress: OnProgress | None = None, html: bool = True) -> AuditResult:
+              on_progress: OnProgress | None = None, html: bool = True,
+              previous: Mapping[str, Any] | None = None) -> AuditResult:
     """Gather, evaluate (with the journal's verified routes when storage is configured) and
-    build the report document (and the HTML report unless `html=False`)."""
+    build the report document (and the HTML report unless `html=False`, with the trend against
+    `previous`, a stored report document)."""
     subscriptions = list(subscriptions) if subscriptions is not None else None
     doc = gather(ctx, subscriptions=subscriptions, resource_graph=resource_graph,
                  snapshot=snapshot, on_progress=on_progress)
@@ -261,15 +273,21 @@ def run_audit(ctx, *, subscriptions: Iterable[str] | None = None, resource_graph
     generated_at = ctx.clock()
     report = build_report(evaluation, generated_at,
                           scope=_scope(resource_graph, snapshot, doc))
-    page = report_html.render(report, topology) if html else None
+    page = report_html.render(report, topology, previous) if html else None
     return AuditResult(doc, topology, evaluation, report, page, generated_at)
 
 
-def _index_summary(report: Mapping[str, Any]) -> dict[str, Any]:
+def _index_summary(report: Mapping[str, Any],
+                   previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
     summary = report["summary"]
-    return {"findings": summary["findings"], "by_severity": summary["by_severity"],
-            "vms_at_risk": summary["vms_at_risk"], "exit_status": summary["exit_status"],
-            "resources": report["scope"].get("resources")}
+    out = {"findings": summary["findings"], "by_severity": summary["by_severity"],
+           "vms_at_risk": summary["vms_at_risk"], "exit_status": summary["exit_status"],
+           "resources": report["scope"].get("resources")}
+    trend = trend_between(report["findings"], previous)
+    if trend is not None:
+        out["trend"] = {"new": trend.new, "resolved": trend.resolved,
+                        "unchanged": trend.unchanged, "new_high": trend.new_high}
+    return out
 
 
 def scheduled_audit(ctx):
@@ -278,10 +296,12 @@ def scheduled_audit(ctx):
     if ctx.reports is None:
         raise RuntimeError("storage is not configured (HAIRPIN_STORAGE_CONNECTION or "
                            "AzureWebJobsStorage): the scheduled audit has nowhere to write")
-    result = run_audit(ctx, resource_graph=ctx.settings.use_resource_graph)
+    previous = previous_report(ctx)
+    result = run_audit(ctx, resource_graph=ctx.settings.use_resource_graph, previous=previous)
+    summary = _index_summary(result.report, previous)
     record = ctx.reports.save_audit(result.report, result.html, at=result.generated_at,
-                                    summary=_index_summary(result.report))
-    log.info("scheduled audit %s: %s", record.run_id, _index_summary(result.report))
+                                    summary=summary)
+    log.info("scheduled audit %s: %s", record.run_id, summary)
     return record
 
 
@@ -298,7 +318,8 @@ def latest_or_fresh(ctx, fresh: bool, *, html: bool = False) -> StoredAudit:
                 page = (ctx.reports.reports.read(record, "html").decode("utf-8")
                         if "html" in record.paths else report_html.render(report))
             return StoredAudit(report, page, record.run_id, False)
-    result = run_audit(ctx, resource_graph=ctx.settings.use_resource_graph, html=html)
+    result = run_audit(ctx, resource_graph=ctx.settings.use_resource_graph, html=html,
+                       previous=previous_report(ctx) if html else None)
     return StoredAudit(result.report, result.html, None, True)
 
 

@@ -67,7 +67,18 @@ def test_audit_json_and_html_formats(live, capsys, tmp_path):
     assert hairpin(["audit", "--subscription", live.subscription_id, "--format", "html",
                     "--output", str(target)]) == 1
     assert capsys.readouterr().out == ""
-    assert "<svg" in target.read_text()
+    assert 'id="hairpin-data"' in target.read_text()
+
+
+def test_audit_csv_format(capsys):
+    import csv
+
+    assert hairpin(["audit", "--snapshot", str(SCENARIOS / "default.json"), "--format",
+                    "csv"]) == 1
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["vm_name"], r["severity"], r["frontend_ip"]) for r in rows] == [
+        ("hs-vm1", "high", "10.0.1.100"), ("hs-vm1", "high", "10.0.1.101"),
+        ("hs-vm2", "medium", "10.0.1.100"), ("hs-vm2", "medium", "10.0.1.101")]
 
 
 def test_audit_exits_0_without_high_or_medium(tmp_path, capsys):

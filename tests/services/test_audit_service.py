@@ -235,6 +235,12 @@ def test_scheduled_audit_stores_json_html_and_index(emulator, storage_ns):
     assert fresh.report["findings"] == stored["findings"]
     assert emu.requests  # it did discover
     assert len(store.reports.runs()) == 1  # a GET stores nothing
+    assert "trend" not in record.summary  # nothing to compare the first audit with
+
+    second = audit.scheduled_audit(ctx)  # the trend against the previous one in the index
+    assert second.summary["trend"] == {"new": 0, "resolved": 0, "unchanged": 4, "new_high": 0}
+    assert b"Since the previous audit (2026-11-26T05:00:00Z): <b class=\"new\">0 new" in (
+        store.reports.read(second, "html"))
 
 
 def test_scheduled_audit_needs_storage(emulator):
@@ -248,7 +254,7 @@ def test_latest_or_fresh_without_storage_runs_an_audit(emulator):
     found = audit.latest_or_fresh(make_ctx(emu), fresh=False, html=True)
     assert found.fresh and found.run_id is None
     assert found.report["summary"]["by_severity"]["high"] == 2
-    assert "<svg" in found.html
+    assert 'id="hairpin-data"' in found.html and 'id="lb-table"' in found.html
 
 
 @pytest.mark.parametrize(("accept", "html"), [

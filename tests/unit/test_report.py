@@ -112,3 +112,31 @@ def test_text_table():
 def test_text_when_nothing_found():
     text = to_text(build_report(evaluate(EstateBuilder().topology()), WHEN))
     assert "nothing to fix" in text
+
+
+def test_csv_has_one_row_per_finding_and_defuses_formulas():
+    import csv
+    import io
+
+    from shared.core.report.spreadsheet import CSV_COLUMNS, to_csv
+
+    report = seed_report()
+    text = to_csv(report)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert text.startswith(",".join(CSV_COLUMNS) + "\r\n")
+    assert [r["id"] for r in rows] == [f["id"] for f in report["findings"]]
+    first = rows[0]
+    assert (first["severity"], first["vm_name"], first["likelihood"], first["fixable"],
+            first["blocked"], first["needs_deallocation"]) == ("high", "hs-vm1", "1.00", "yes",
+                                                                "no", "yes")
+    assert (first["subscription"], first["resource_group"], first["load_balancer"]) == (
+        "00000000-0000-0000-0000-000000000001", "rg-healthshare", "ilb-healthshare")
+    assert first["ports"] == "TCP 1972" and first["reason"] == report["findings"][0]["reason"]
+
+    hostile = json.loads(json.dumps(report))
+    hostile["findings"][0]["vm_name"] = '=HYPERLINK("http://x","y")'
+    hostile["findings"][0]["reason"] = "-2+3"
+    hostile["findings"][0]["remediation"]["blockers"] = [{"code": "subnet_full", "detail": ""}]
+    (row, *_) = csv.DictReader(io.StringIO(to_csv(hostile)))
+    assert row["vm_name"] == '\'=HYPERLINK("http://x","y")' and row["reason"] == "'-2+3"
+    assert (row["blocked"], row["blockers"]) == ("yes", "subnet_full")

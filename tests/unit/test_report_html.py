@@ -12,10 +12,10 @@ import pytest
 
 from shared.core.report import build_report
 from shared.core.report import html as report_html
-from shared.core.report.page_data import FINDING_COLUMNS, LB_COLUMNS, unpack
 from shared.core.risk import evaluate
 from shared.core.topology import topology_from_snapshot
 from tests.support.paths import ROOT
+from tests.support.report_page import embedded
 from tests.support.topology_builder import EstateBuilder
 
 SEED = ROOT / "emulator" / "scenarios" / "default.json"
@@ -53,19 +53,6 @@ class Elements(HTMLParser):
 
 
 GOLDEN = ROOT / "tests" / "fixtures" / "report"
-
-
-def embedded(page: str) -> dict:
-    """The page's data: load balancers and findings as dicts, pictures as {lb key: SVG}."""
-    raw = json.loads(re.search(r'<script type="application/json" id="hairpin-data">(.*?)'
-                               r'</script>', page, re.S).group(1))
-    pictures = {}
-    for chunk in raw["pictures"]:
-        pictures.update(unpack(chunk))
-    return {"lbs": [dict(zip(LB_COLUMNS, r, strict=True)) for r in raw["lbs"]],
-            "findings": [dict(zip(FINDING_COLUMNS, r, strict=True))
-                         for r in unpack(raw["findings"])],
-            "pictures": pictures, "subs": raw["subs"], "rgs": raw["rgs"]}
 
 
 def render(snapshot: dict, with_topology: bool = True, previous=None) -> tuple[str, dict]:
