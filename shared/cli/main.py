@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "shared.cli.audit",
     "shared.cli.remediation",
     "shared.cli.guest",
+    "shared.cli.events",
 )
 
 EXIT_ERROR = 2

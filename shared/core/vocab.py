@@ -12,7 +12,7 @@ from enum import StrEnum
 __all__ = [
     "Mode", "Severity", "ACTIONABLE", "CallerEvidence", "PowerState", "TriggerKind",
     "UNATTENDED", "Status", "Verdict", "StepKind", "JournalAction", "JournalResult",
-    "RecordKind", "DriftKind", "RemediationCall", "EventStatus",
+    "RecordKind", "DriftKind", "RemediationCall", "EventStatus", "EventSchema", "ScopeKind",
 ]
 
 
@@ -201,3 +201,19 @@ class EventStatus(StrEnum):
     EVALUATED = "evaluated"
     GONE = "gone"  # its subject no longer exists
     FAILED = "failed"  # permanently: journalled and acknowledged
+
+
+class EventSchema(StrEnum):
+    """How Event Grid delivered an event (the subscription's eventDeliverySchema)."""
+
+    EVENT_GRID = "eventgrid"  # EventGridSchema: eventType, eventTime, topic
+    CLOUD_EVENTS = "cloudevents"  # CloudEventSchemaV1_0: type, time, source, specversion
+
+
+class ScopeKind(StrEnum):
+    """The resource whose current state an event makes the product re-read."""
+
+    VM = "vm"
+    NIC = "nic"
+    LB = "lb"  # also for a write or delete of a load balancer's child resource
+    VNET = "vnet"  # a subnet write

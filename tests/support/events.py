@@ -22,7 +22,7 @@ from shared.core.remediation.outcome import Outcome, VmOutcome
 from shared.core.vocab import Status
 from shared.services.events import EventProcessor
 from shared.settings import Settings
-from tests.support.fixtures_emulator import LB_ID, SUB, P
+from tests.support.fixtures_emulator import LB_ID, SUB, VNET_ID, P
 
 TENANT = "72f988bf-0000-4000-8000-00000000e001"
 VM1 = f"{P}/Microsoft.Compute/virtualMachines/vm1"
@@ -144,11 +144,19 @@ RESOURCE_FOR = {
     "Microsoft.Compute/virtualMachines": VM1,
     "Microsoft.Network/networkInterfaces": NIC1,
     "Microsoft.Network/loadBalancers": LB_ID,
+    "Microsoft.Network/virtualNetworks": VNET_ID,
 }
+CHILD_NAME = {"backendAddressPools": "be", "loadBalancingRules": "r1",
+              "frontendIPConfigurations": "fe", "inboundNatRules": "nat1", "subnets": "default"}
 
 
 def resource_for(operation: str) -> str:
-    return next(r for t, r in RESOURCE_FOR.items() if operation.lower().startswith(t.lower()))
+    """The subject ARM gives an operation: the resource, or for a child's own operation
+    (".../loadBalancers/backendAddressPools/write") the child under its parent."""
+    parent = next(r for t, r in RESOURCE_FOR.items() if operation.lower().startswith(t.lower()))
+    parts = operation.split("/")
+    child = parts[2] if len(parts) == 4 and parts[3] in ("write", "delete") else None
+    return f"{parent}/{child}/{CHILD_NAME[child]}" if child else parent
 
 
 class NoArm:

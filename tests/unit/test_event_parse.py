@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shared.core import arm_ids
 from shared.core import events as ev
 from shared.core.events.types import (
     ACTION_SUCCESS,
@@ -24,6 +25,7 @@ from shared.core.events.types import (
     HANDLED_EVENT_TYPES,
     WRITE_SUCCESS,
 )
+from shared.core.vocab import ScopeKind
 from shared.services.events import EventProcessor
 from tests.support.events import (
     NIC1,
@@ -40,7 +42,7 @@ from tests.support.events import (
     resource_for,
     type_for,
 )
-from tests.support.fixtures_emulator import LB_ID, SUB
+from tests.support.fixtures_emulator import LB_ID, SUB, VNET_ID
 from tests.support.paths import ROOT
 
 # --------------------------------------------------------------------------- pure parsing
@@ -59,12 +61,21 @@ def test_every_handled_operation_parses_with_its_scope(operation, schema):
     assert parsed.caller.object_id == USER["oid"] and parsed.caller.principal_type == "User"
     assert parsed.event_time is not None and parsed.event_time.tzinfo is not None
     scope = parsed.scope
+    child = operation.count("/") == 3 and not operation.endswith("/action")  # lb/{child}/write
+    assert parsed.is_child == child
     if operation.startswith("Microsoft.Compute"):
-        assert scope.vm_ids == {VM1.lower()}
+        assert scope.vm_ids == {VM1.lower()} and scope.kind is ScopeKind.VM
     elif "networkInterfaces" in operation:
         assert scope.nic_ids == {NIC1.lower()} and scope.deleted == operation.endswith("delete")
+    elif "virtualNetworks" in operation:
+        # A subnet write re-reads its VNet; the subnet stays the subject.
+        assert scope.vnet_ids == {VNET_ID.lower()} and scope.kind is ScopeKind.VNET
+        assert parsed.resource_id == resource_for(operation) and not scope.deleted
     else:
-        assert scope.lb_ids == {LB_ID.lower()} and scope.deleted == operation.endswith("delete")
+        # A child's delete leaves its load balancer: only the LB's own delete is "deleted".
+        assert scope.lb_ids == {LB_ID.lower()} and scope.kind is ScopeKind.LB
+        assert scope.deleted == (operation.endswith("delete") and not child)
+        assert arm_ids.same(parsed.target_id, LB_ID)
 
 
 def test_operation_and_type_matching_is_case_insensitive():
@@ -121,10 +132,48 @@ def test_irrelevant_events_are_ignored_cheaply(mutate, reason):
     assert reason in parsed.reason
 
 
-def test_child_resource_write_is_ignored():
-    raw = arm_event("Microsoft.Network/loadBalancers/write", LB_ID)
-    raw["data"]["operationName"] = "Microsoft.Network/loadBalancers/backendAddressPools/write"
-    raw["subject"] = raw["data"]["resourceUri"] = f"{LB_ID}/backendAddressPools/be"
+@pytest.mark.parametrize("child, name", [
+    ("backendAddressPools", "be"), ("loadBalancingRules", "rule-a"),
+    ("frontendIPConfigurations", "fe-a"), ("inboundNatRules", "rdp")])
+@pytest.mark.parametrize("verb", ["write", "delete"])
+def test_child_resource_event_scopes_its_load_balancer(child, name, verb):
+    # ARM raises a child's write with the child as subject and the child's own operation.
+    subject = f"{LB_ID}/{child}/{name}"
+    raw = arm_event(f"Microsoft.Network/loadBalancers/{child}/{verb}", subject)
+    parsed = ev.parse_event(raw)
+    assert isinstance(parsed, ev.ResourceEvent), parsed
+    assert parsed.resource_id == subject and arm_ids.same(parsed.target_id, LB_ID)
+    assert parsed.resource_type == ev.T_LB and parsed.key == LB_ID.lower()
+    assert parsed.scope == ev.Scope(lb_ids=frozenset({LB_ID.lower()}))
+
+
+def test_subnet_write_scopes_its_virtual_network():
+    subnet = f"{VNET_ID}/subnets/default"
+    parsed = ev.parse_event(arm_event("Microsoft.Network/virtualNetworks/subnets/write", subnet))
+    assert isinstance(parsed, ev.ResourceEvent), parsed
+    assert parsed.scope == ev.Scope(vnet_ids=frozenset({VNET_ID.lower()}))
+    assert parsed.key == subnet.lower()  # one subnet's resolution does not cover another's
+
+
+@pytest.mark.parametrize("operation, subject", [
+    # a parent's operation with a child subject, and a child's operation on its parent
+    ("Microsoft.Network/loadBalancers/write", f"{LB_ID}/backendAddressPools/be"),
+    ("Microsoft.Network/loadBalancers/backendAddressPools/write", LB_ID),
+    ("Microsoft.Network/loadBalancers/loadBalancingRules/delete", f"{LB_ID}/probes/p"),
+])
+def test_operation_and_subject_type_must_agree(operation, subject):
+    parsed = ev.parse_event(arm_event(operation, subject))
+    assert isinstance(parsed, ev.Rejected) and "resource" in parsed.reason, parsed
+
+
+@pytest.mark.parametrize("operation", [
+    "Microsoft.Network/loadBalancers/probes/write",
+    "Microsoft.Network/networkInterfaces/ipConfigurations/write",
+    "Microsoft.Compute/virtualMachines/extensions/write",
+    "Microsoft.Network/virtualNetworks/write",
+])
+def test_children_and_writes_that_change_nothing_here_are_ignored(operation):
+    raw = arm_event(operation, f"{LB_ID}/probes/p")
     assert isinstance(ev.parse_event(raw), ev.Ignored)
 
 

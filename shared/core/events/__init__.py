@@ -17,6 +17,7 @@ from shared.core.events.parse import (
     T_LB,
     T_NIC,
     T_VM,
+    T_VNET,
     Ignored,
     Rejected,
     ResourceEvent,
@@ -28,7 +29,7 @@ from shared.core.events.parse import (
 
 __all__ = [
     "DeferredEvent", "EventConfig", "EventResult", "TransientEventError", "ENV_CLIENT_ID",
-    "ENV_IDENTITY_RESOURCE_ID", "ENV_PRINCIPAL_ID", "T_LB", "T_NIC", "T_VM", "Caller", "Ignored",
-    "OwnIdentity", "Rejected", "ResourceEvent", "Scope", "identity_from_jwt",
+    "ENV_IDENTITY_RESOURCE_ID", "ENV_PRINCIPAL_ID", "T_LB", "T_NIC", "T_VM", "T_VNET", "Caller",
+    "Ignored", "OwnIdentity", "Rejected", "ResourceEvent", "Scope", "identity_from_jwt",
     "identity_from_settings", "is_own_write", "merge_identities", "parse_event", "scope_of",
 ]

@@ -1,16 +1,19 @@
 """Pure: Event Grid subscription events -> what to re-evaluate (no Azure SDK, no I/O).
 
-Input: one event of an Azure subscription *system topic* (`Microsoft.Resources.Resource*`), in
-the Event Grid schema (`id`, `subject`, `eventType`, `eventTime`, `data`) or as a CloudEvent
-(`id`, `source`, `subject`, `type`, `time`, `data`), as a dict, a JSON string/bytes, or an
-object shaped like `azure.functions.EventGridEvent` (duck-typed: `id`, `subject`,
-`event_type`, `event_time`, `get_json()`).
+Input: one event of an Azure subscription or resource-group *system topic*
+(`Microsoft.Resources.Resource*`), in the Event Grid schema (`id`, `subject`, `eventType`,
+`eventTime`, `data`) or as a CloudEvent 1.0 (`specversion`, `id`, `source`, `subject`, `type`,
+`time`, `data`), as a dict, a JSON string/bytes, or the object `azure.functions` decodes it
+into: an `EventGridEvent` (`id`, `subject`, `event_type`, `event_time`, `get_json()`) or a
+`CloudEvent` (`specversion`, `type`, `time`, ..., the data only through `get_json()`: it has
+no `.data`).
 
 `parse_event()` never raises. It returns one of:
 
 * `ResourceEvent`: an event we handle (its type and `data.operationName` are listed in
   `shared.core.events.types.HANDLED_OPERATIONS`, the one source of truth), with the initial
-  scope (`scope_of`) and the caller (`identity.Caller`);
+  scope (`scope_of`: the resource itself, or for a child resource such as a backend pool or a
+  subnet its parent load balancer or virtual network) and the caller (`identity.Caller`);
 * `Ignored`: well-formed but not ours to handle (other operation, Failure/Cancel events, other
   resource types): acknowledged cheaply;
 * `Rejected`: malformed (missing/odd fields, resource id that is not an ARM id, operation and
@@ -35,14 +38,17 @@ from shared.core import arm_ids
 from shared.core.events.identity import Caller, OwnIdentity, caller_of
 from shared.core.events.readers import MAX_EVENT_BYTES, mapping_of, short, text_of, time_of
 from shared.core.events.types import ACTION_SUCCESS, DELETE_SUCCESS, HANDLED_OPERATIONS
+from shared.core.vocab import EventSchema, ScopeKind
 
-__all__ = ["T_VM", "T_NIC", "T_LB", "Scope", "ResourceEvent", "Ignored", "Rejected",
+__all__ = ["T_VM", "T_NIC", "T_LB", "T_VNET", "Scope", "ResourceEvent", "Ignored", "Rejected",
            "ParseResult", "parse_event", "scope_of", "is_own_write"]
 
 T_VM = "Microsoft.Compute/virtualMachines"
 T_NIC = "Microsoft.Network/networkInterfaces"
 T_LB = "Microsoft.Network/loadBalancers"
-_TYPES = {t.lower(): t for t in (T_VM, T_NIC, T_LB)}
+T_VNET = "Microsoft.Network/virtualNetworks"
+_TYPES = {t.lower(): t for t in (T_VM, T_NIC, T_LB, T_VNET)}
+_KINDS = {T_VM: ScopeKind.VM, T_NIC: ScopeKind.NIC, T_LB: ScopeKind.LB, T_VNET: ScopeKind.VNET}
 _MAX_ID = 256
 
 # operation (lowercase) -> (event type, canonical operation name)
@@ -61,16 +67,28 @@ class Scope:
     """The smallest set of resources to re-evaluate, before reading current state.
 
     The service expands it with the *current* documents: an LB -> the VMs in its pools; a NIC ->
-    its VM and the other members of the pools it is in; a VM -> itself."""
+    its VM and the other members of the pools it is in; a VNet -> the VMs with a NIC in the
+    written subnet; a VM -> itself."""
 
     vm_ids: frozenset[str] = frozenset()  # normalised ids
     nic_ids: frozenset[str] = frozenset()
     lb_ids: frozenset[str] = frozenset()
-    deleted: bool = False  # the subject no longer exists (delete event)
+    vnet_ids: frozenset[str] = frozenset()
+    deleted: bool = False  # the scope's resource no longer exists (not a child's delete)
 
     def as_dict(self) -> dict[str, Any]:
         return {"vm_ids": sorted(self.vm_ids), "nic_ids": sorted(self.nic_ids),
-                "lb_ids": sorted(self.lb_ids), "deleted": self.deleted}
+                "lb_ids": sorted(self.lb_ids), "vnet_ids": sorted(self.vnet_ids),
+                "deleted": self.deleted}
+
+    @property
+    def kind(self) -> ScopeKind | None:
+        """The kind of the one resource an event's scope names (None when empty)."""
+        for kind, ids in ((ScopeKind.VM, self.vm_ids), (ScopeKind.NIC, self.nic_ids),
+                          (ScopeKind.LB, self.lb_ids), (ScopeKind.VNET, self.vnet_ids)):
+            if ids:
+                return kind
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,22 +97,37 @@ class ResourceEvent:
     event_type: str  # canonical, e.g. Microsoft.Resources.ResourceWriteSuccess
     operation: str  # canonical operationName, e.g. Microsoft.Network/loadBalancers/write
     resource_id: str  # as the event spelled it (data.resourceUri, else subject)
-    resource_type: str  # T_VM | T_NIC | T_LB
+    resource_type: str  # of target_id: T_VM | T_NIC | T_LB | T_VNET
+    target_id: str  # whose state is re-read: resource_id, or a child's parent LB / VNet
     subscription_id: str
     event_time: datetime | None
     status: str | None
     caller: Caller
     correlation_id: str | None = None
-    schema: str = "eventgrid"  # "eventgrid" | "cloudevents"
+    schema: EventSchema = EventSchema.EVENT_GRID
     scope: Scope = field(default_factory=Scope)
 
     @property
     def key(self) -> str:
-        return arm_ids.normalize(self.resource_id)
+        """What one resolution of this event covers (its subject memo), normalised: the load
+        balancer for it and its children (the whole LB is re-read), the subnet for a subnet
+        write (only its NICs are), else the resource."""
+        return arm_ids.normalize(self.resource_id if self.resource_type == T_VNET
+                                 else self.target_id)
 
     @property
     def is_delete(self) -> bool:
         return self.event_type == DELETE_SUCCESS
+
+    @property
+    def is_child(self) -> bool:
+        """The subject is a child resource (a pool, a rule, a subnet) of `target_id`."""
+        return not arm_ids.same(self.resource_id, self.target_id)
+
+    @property
+    def target_deleted(self) -> bool:
+        """The scope's resource itself was deleted (a child's delete leaves its parent)."""
+        return self.is_delete and not self.is_child
 
     @property
     def is_action(self) -> bool:
@@ -103,6 +136,7 @@ class ResourceEvent:
     def summary(self) -> dict[str, Any]:
         return {"event_id": self.event_id, "event_type": self.event_type,
                 "operation": self.operation, "resource_id": self.resource_id,
+                "target_id": self.target_id,
                 "event_time": self.event_time.isoformat() if self.event_time else None,
                 "status": self.status, "caller": self.caller.as_dict(),
                 "correlation_id": self.correlation_id, "schema": self.schema}
@@ -155,17 +189,28 @@ def _as_dict(raw: Any) -> tuple[Mapping[str, Any] | None, str | None]:
             raw = raw[0]
     if isinstance(raw, Mapping):
         return raw, None
+    if hasattr(raw, "specversion") and hasattr(raw, "type"):
+        return _from_cloud_event(raw)
     if hasattr(raw, "get_json") and hasattr(raw, "event_type"):
         return _from_functions_event(raw)
-    # azure.core.messaging.CloudEvent look-alike: id, source, type, data
-    if hasattr(raw, "specversion") and hasattr(raw, "type"):
-        t = getattr(raw, "time", None)
-        return {"id": getattr(raw, "id", None), "source": getattr(raw, "source", None),
-                "subject": getattr(raw, "subject", None), "type": getattr(raw, "type", None),
-                "time": t.isoformat() if isinstance(t, datetime) else t,
-                "specversion": getattr(raw, "specversion", None),
-                "data": getattr(raw, "data", None)}, None
     return None, f"event must be a JSON object, got {type(raw).__name__}"
+
+
+def _from_cloud_event(raw: Any) -> tuple[Mapping[str, Any] | None, str | None]:
+    """A CloudEvent object: `azure.functions.CloudEvent` (data only through `get_json()`, no
+    `.data`) or `azure.core.messaging.CloudEvent` (`.data`)."""
+    if callable(getattr(raw, "get_json", None)):
+        try:
+            data = raw.get_json()
+        except Exception as exc:  # noqa: BLE001 - a broken body is a malformed event
+            return None, f"event data is not JSON ({short(str(exc), 60)})"
+    else:
+        data = getattr(raw, "data", None)
+    t = getattr(raw, "time", None)
+    return {"id": getattr(raw, "id", None), "source": getattr(raw, "source", None),
+            "subject": getattr(raw, "subject", None), "type": getattr(raw, "type", None),
+            "time": t.isoformat() if isinstance(t, datetime) else t,
+            "specversion": getattr(raw, "specversion", None), "data": data}, None
 
 
 def _from_functions_event(raw: Any) -> tuple[Mapping[str, Any] | None, str | None]:
@@ -221,13 +266,14 @@ def _parse(raw: Any) -> ResourceEvent:
     if data_sub and data_sub.lower() != parsed.subscription.lower():
         raise _Verdict(Rejected(event_id,
                                 "data.subscriptionId differs from the resource's subscription"))
+    target = parsed.top_level
     event = ResourceEvent(
         event_id=event_id, event_type=event_type, operation=operation,
-        resource_id=str(parsed), resource_type=_TYPES[rtype.lower()],
+        resource_id=str(parsed), resource_type=_TYPES[rtype.lower()], target_id=str(target),
         subscription_id=parsed.subscription.lower(), event_time=event_time or None,
         status=status, caller=caller_of(data),
         correlation_id=text_of(data.get("correlationId"), 128),
-        schema="cloudevents" if is_cloud else "eventgrid")
+        schema=EventSchema.CLOUD_EVENTS if is_cloud else EventSchema.EVENT_GRID)
     return dataclasses.replace(event, scope=scope_of(event))
 
 
@@ -284,26 +330,29 @@ def _resource(event_id: str, event_type: str, operation: str, doc: Mapping[str, 
     if not arm_ids.is_subscription_id(parsed.subscription):
         raise _Verdict(Rejected(event_id, f"subscription {short(parsed.subscription)} is not "
                                           "a GUID"))
-    rtype = parsed.top_level.type or ""
+    # The operation names the subject's full type: a child's own (".../backendAddressPools/
+    # write") for a child subject; what is read again is the top-level resource holding it.
     expected = operation.rsplit("/", 2)[0] if operation.endswith("/action") else \
         operation.rsplit("/", 1)[0]
-    if rtype.lower() != expected.lower():
-        raise _Verdict(Rejected(event_id, f"operation {operation} on a {short(rtype)} resource"))
-    if parsed.is_child:
-        raise _Verdict(Ignored(event_id, "child resource event (its parent's write is handled)",
-                               event_type, operation))
-    return parsed, rtype
+    if (parsed.type or "").lower() != expected.lower():
+        raise _Verdict(Rejected(event_id, f"operation {operation} on a "
+                                          f"{short(parsed.type or '')} resource"))
+    return parsed, parsed.top_level.type or ""
 
 
 def scope_of(event: ResourceEvent) -> Scope:
-    """The initial scope: the subject itself, by type. Expanded against current state later."""
-    key = event.key
-    deleted = event.is_delete
-    if event.resource_type == T_VM:
-        return Scope(vm_ids=frozenset({key}))
-    if event.resource_type == T_NIC:
-        return Scope(nic_ids=frozenset({key}), deleted=deleted)
-    return Scope(lb_ids=frozenset({key}), deleted=deleted)
+    """The initial scope: the subject itself, or a child's parent, by type. Expanded against
+    current state later."""
+    key = frozenset({arm_ids.normalize(event.target_id)})
+    deleted = event.target_deleted
+    kind = _KINDS[event.resource_type]
+    if kind is ScopeKind.VM:
+        return Scope(vm_ids=key)
+    if kind is ScopeKind.NIC:
+        return Scope(nic_ids=key, deleted=deleted)
+    if kind is ScopeKind.VNET:
+        return Scope(vnet_ids=key, deleted=deleted)
+    return Scope(lb_ids=key, deleted=deleted)
 
 
 def is_own_write(event: ResourceEvent, identity: OwnIdentity) -> bool:

@@ -140,7 +140,7 @@ class ClaimStore:
         if found and found[0] >= limit:
             return found[1]
         if self.journal is not None:
-            for r in self.journal.open_records(RecordKind.EVENT_SUBJECT, ev.resource_id):
+            for r in self.journal.open_records(RecordKind.EVENT_SUBJECT, ev.key):
                 read_at = parse_time((r.data or {}).get("read_at"))
                 if read_at and read_at >= limit:
                     return list((r.data or {}).get("vms") or [])
@@ -152,7 +152,7 @@ class ClaimStore:
         with self.memo.lock:
             self.memo.subjects[ev.key] = (read_at, vms)
         if self.journal is not None:
-            self.journal.open_record(RecordKind.EVENT_SUBJECT, ev.resource_id, "",
+            self.journal.open_record(RecordKind.EVENT_SUBJECT, ev.key, "",
                                      operation_id=ev.event_id,
                                      data={"read_at": read_at.isoformat(), "vms": vms[:200]})
 

@@ -31,6 +31,7 @@ from shared.core.events import (
     T_LB,
     T_NIC,
     T_VM,
+    T_VNET,
     EventConfig,
     OwnIdentity,
     ResourceEvent,
@@ -103,6 +104,9 @@ class StateReader:
                 doc = c.network.network_interfaces.get(rid.resource_group, rid.names[0]).as_dict()
             elif rtype == T_LB.lower():
                 doc = c.network.load_balancers.get(rid.resource_group, rid.names[0]).as_dict()
+            elif rtype == T_VNET.lower():
+                doc = c.network.virtual_networks.get(rid.resource_group,
+                                                     rid.names[0]).as_dict()
             else:
                 raise ValueError(f"cannot read {rid.type}")
         except Exception as exc:
@@ -146,37 +150,68 @@ class ScopeResolver:
         if memo is not None:
             return set(memo), None
         read_at = self.now()
-        vms: set[str] = set()
-        gone: str | None = None
         if ev.resource_type == T_VM:
-            vms.add(ev.resource_id)
+            vms, gone = {ev.target_id}, None
         elif ev.resource_type == T_NIC:
-            nic = None if ev.is_delete else reader.get(ev.resource_id)
-            if nic is None:
-                gone = "network interface no longer exists"
-                vms |= self._vms_for_missing_nic(ev, reader)
-            else:
-                vm = vm_of_nic(nic)
-                if vm:
-                    vms.add(vm)
-                elif is_managed(nic, self.ctx.settings.managed_tag):
-                    vms |= self._vms_for_missing_nic(ev, reader)  # a detached managed NIC
-                for lb_id in {lb_of_pool(p) for p in pool_ids_of_nic(nic)} - {None}:
-                    lb = reader.get(lb_id)
-                    pools = [p for p in pool_ids_of_nic(nic) if arm_ids.same(lb_of_pool(p), lb_id)]
-                    vms |= self._vms_of_nics(member_nics_of_lb(lb, pools), reader)
-        elif ev.resource_type == T_LB:
-            lb = None if ev.is_delete else reader.get(ev.resource_id)
-            if lb is None:
-                gone = "load balancer no longer exists"
-            else:
-                vms |= self._vms_of_nics(member_nics_of_lb(lb), reader)
-            # VMs holding verified routes may have routes to this LB's (removed) frontends.
-            vms |= self._verified_vms(ev.subscription_id)
+            vms, gone = self._nic_scope(ev, reader)
+        elif ev.resource_type == T_VNET:
+            vms, gone = self._subnet_scope(ev, reader)
+        else:
+            vms, gone = self._lb_scope(ev, reader)
         if gone and vms:
             gone = None  # the subject is gone, but VMs it affected are evaluated
         self.claims.remember_subject(ev, read_at, sorted(vms))
         return vms, gone
+
+    def _nic_scope(self, ev: ResourceEvent, reader: StateReader) -> tuple[set[str], str | None]:
+        """A NIC's VM, and the VMs sharing a pool with it (the NIC as read now)."""
+        nic = None if ev.target_deleted else reader.get(ev.target_id)
+        if nic is None:
+            return self._vms_for_missing_nic(ev, reader), "network interface no longer exists"
+        vms: set[str] = set()
+        vm = vm_of_nic(nic)
+        if vm:
+            vms.add(vm)
+        elif is_managed(nic, self.ctx.settings.managed_tag):
+            vms |= self._vms_for_missing_nic(ev, reader)  # a detached managed NIC
+        for lb_id in {lb_of_pool(p) for p in pool_ids_of_nic(nic)} - {None}:
+            lb = reader.get(lb_id)
+            pools = [p for p in pool_ids_of_nic(nic) if arm_ids.same(lb_of_pool(p), lb_id)]
+            vms |= self._vms_of_nics(member_nics_of_lb(lb, pools), reader)
+        return vms, None
+
+    def _lb_scope(self, ev: ResourceEvent, reader: StateReader) -> tuple[set[str], str | None]:
+        """An LB (also for a write or delete of one of its pools, rules, frontends or NAT
+        rules): the VMs in its pools as read now, and the VMs holding verified routes."""
+        lb = None if ev.target_deleted else reader.get(ev.target_id)
+        vms: set[str] = set()
+        gone = None
+        if lb is None:
+            gone = "load balancer no longer exists"
+        else:
+            vms |= self._vms_of_nics(member_nics_of_lb(lb), reader)
+        # VMs holding verified routes may have routes to this LB's (removed) frontends or
+        # ports, and a pool's members before the write are not in the document any more.
+        vms |= self._verified_vms(ev.subscription_id)
+        return vms, gone
+
+    def _subnet_scope(self, ev: ResourceEvent,
+                      reader: StateReader) -> tuple[set[str], str | None]:
+        """A subnet write: the VMs with a NIC in that subnet, as the VNet reads now (a subnet
+        lists the NIC IP configurations in it)."""
+        vnet = reader.get(ev.target_id)
+        if vnet is None:
+            return set(), "virtual network no longer exists"
+        nics = []
+        for subnet in (vnet.get("properties") or {}).get("subnets") or []:
+            if ev.is_child and not arm_ids.same(subnet.get("id"), ev.resource_id):
+                continue
+            for ipc in (subnet.get("properties") or {}).get("ipConfigurations") or []:
+                parsed = arm_ids.try_parse(ipc.get("id") if isinstance(ipc, dict) else None)
+                if parsed is not None and parsed.is_type(
+                        f"{T_NIC}/ipConfigurations"):
+                    nics.append(str(parsed.top_level))
+        return self._vms_of_nics(list(dict.fromkeys(nics)), reader), None
 
     def _vms_of_nics(self, nic_ids: list[str], reader: StateReader) -> set[str]:
         if len(nic_ids) > self.config.bulk_read_threshold and not all(
@@ -192,7 +227,7 @@ class ScopeResolver:
     def _vms_for_missing_nic(self, ev: ResourceEvent, reader: StateReader) -> set[str]:
         """A managed NIC deleted or detached: its VM by the naming convention, else the VMs the
         journal says hold verified routes in that resource group."""
-        rid = arm_ids.parse(ev.resource_id)
+        rid = arm_ids.parse(ev.target_id)
         nic_name = rid.names[0]
         suffix = secondary_nic_name("")
         out: set[str] = set()
