@@ -9,6 +9,9 @@ Every client carries `WriteCountingPolicy` (an azure-core per-call pipeline poli
 request that changes state (any method but GET/HEAD, except the POST actions that only read)
 is counted into the `WriteTally`s open in the calling context (`counting_writes()`), so a run
 reports exactly the ARM writes it made, whatever adapter made them.
+
+The management SDKs (about a second of imports) are imported when a client is first built, so
+an offline audit and `import function_app` never load them.
 """
 
 from __future__ import annotations
@@ -20,15 +23,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from azure.core.pipeline.policies import SansIOHTTPPolicy
-from azure.identity import DefaultAzureCredential
-from azure.mgmt.compute import ComputeManagementClient
-from azure.mgmt.network import NetworkManagementClient
-from azure.mgmt.resourcegraph import ResourceGraphClient
 
 from shared.azure.retry import BudgetedRetryPolicy
 from shared.core.permissions import is_read_only, rbac_action
+
+if TYPE_CHECKING:
+    from azure.mgmt.compute import ComputeManagementClient
+    from azure.mgmt.network import NetworkManagementClient
+    from azure.mgmt.resourcegraph import ResourceGraphClient
 
 __all__ = ["ARM_SCOPE", "AzureClients", "WriteTally", "WriteCountingPolicy", "counting_writes",
            "changes_state"]
@@ -120,19 +125,29 @@ class AzureClients:
 
     @cached_property
     def _credential(self):
-        return self.credential or DefaultAzureCredential(
+        if self.credential is not None:
+            return self.credential
+        from azure.identity import DefaultAzureCredential
+
+        return DefaultAzureCredential(
             exclude_interactive_browser_credential=True)
 
     @cached_property
     def network(self) -> NetworkManagementClient:
+        from azure.mgmt.network import NetworkManagementClient
+
         return NetworkManagementClient(self._credential, self.subscription_id, **self._kwargs())
 
     @cached_property
     def compute(self) -> ComputeManagementClient:
+        from azure.mgmt.compute import ComputeManagementClient
+
         return ComputeManagementClient(self._credential, self.subscription_id, **self._kwargs())
 
     @cached_property
     def resource_graph(self) -> ResourceGraphClient:
+        from azure.mgmt.resourcegraph import ResourceGraphClient
+
         kwargs = self._kwargs()
         kwargs.pop("polling_interval", None)
         return ResourceGraphClient(self._credential, **kwargs)

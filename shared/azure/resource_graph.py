@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import HttpResponseError
-from azure.mgmt.resourcegraph import ResourceGraphClient
-from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+
+if TYPE_CHECKING:  # the SDK is imported by the first query (offline audits never load it)
+    from azure.mgmt.resourcegraph import ResourceGraphClient
+    from azure.mgmt.resourcegraph.models import QueryRequest
 
 DISCOVERY_TYPES = (
     "microsoft.network/virtualnetworks",
@@ -121,6 +123,8 @@ def query_pages(
     max_throttle_waits: int = 5,
 ) -> Iterator[list[dict]]:
     """Yield the pages (lists of row dicts) of one query over `subscriptions`."""
+    from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+
     subscriptions = list(subscriptions)
     out_of_quota_for = 0.0
     for start in range(0, max(len(subscriptions), 1), MAX_SUBSCRIPTIONS):

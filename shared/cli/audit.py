@@ -10,8 +10,6 @@ import argparse
 import sys
 import time
 
-from azure.core.exceptions import AzureError
-
 from shared.cli.common import UsageError, context_from_env, write_file
 from shared.core import snapshot as snapshots
 from shared.core.report import to_json, to_text
@@ -72,7 +70,7 @@ def audit_command(args) -> int:
                                      on_progress=progress, html=want_html, previous=previous)
         except (snapshots.SnapshotError, audit.NoSubscription) as exc:
             raise UsageError(str(exc)) from None
-        except AzureError as exc:
+        except _azure_errors() as exc:
             raise UsageError(_azure_message(exc)) from None
     if args.html:
         write_file(args.html, result.html)
@@ -97,7 +95,7 @@ def snapshot_command(args) -> int:
                                resource_graph=_use_graph(args, ctx), on_progress=progress)
         except audit.NoSubscription as exc:
             raise UsageError(str(exc)) from None
-        except AzureError as exc:
+        except _azure_errors() as exc:
             raise UsageError(_azure_message(exc)) from None
     write_file(args.output, snapshots.dumps(doc))
     print(f"snapshot: {len(doc['resources'])} resources, {len(doc['skus'])} SKUs, "
@@ -112,7 +110,15 @@ def _use_graph(args, ctx) -> bool:
     return bool(args.resource_graph or ctx.settings.use_resource_graph)
 
 
-def _azure_message(exc: AzureError) -> str:
+def _azure_errors() -> type[Exception]:
+    """The SDK's error class, imported only when an exception is being matched (an `except`
+    clause is evaluated then): an offline audit never loads the Azure SDK."""
+    from azure.core.exceptions import AzureError
+
+    return AzureError
+
+
+def _azure_message(exc) -> str:
     """One line for an SDK error (their text spans several lines): status, code, message."""
     error = getattr(exc, "error", None)
     code = getattr(error, "code", None)

@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from shared import observability
-from shared.azure.discovery import discover_health, discover_skus, discover_subscription
-from shared.azure.resource_graph import discover_resources
 from shared.core import arm_ids
 from shared.core import snapshot as snapshots
 from shared.core.report import build_report, exit_status
@@ -138,7 +136,11 @@ def _of_type(docs: Iterable[dict], rtype: str) -> list[dict]:
     return [d for d in docs if str(d.get("type", "")).lower() == low]
 
 
+# The adapters are imported by the live paths only: an offline audit loads no Azure SDK.
+
 def _arm_resources(ctx, subscriptions: Sequence[str], tally: _Tally) -> list[dict]:
+    from shared.azure.discovery import discover_subscription
+
     def one(sub: str) -> list[dict]:
         found = discover_subscription(ctx.clients(sub), include_health=False, include_skus=False,
                                       on_progress=tally.listing("arm", sub))
@@ -165,6 +167,8 @@ def _power_state_only(doc: dict) -> dict:
 
 
 def _graph_resources(ctx, subscriptions: Sequence[str], tally: _Tally) -> list[dict]:
+    from shared.azure.resource_graph import discover_resources
+
     # ARG is a tenant-level API: any subscription's client reaches it.
     client = ctx.clients(subscriptions[0] if subscriptions else "-").resource_graph
     return discover_resources(client, list(subscriptions),
@@ -173,6 +177,8 @@ def _graph_resources(ctx, subscriptions: Sequence[str], tally: _Tally) -> list[d
 
 def _skus_and_health(ctx, resources: list[dict], tally: _Tally) -> tuple[list, list]:
     """One SKU listing per location (the sizes in use), one health read per hairpin rule."""
+    from shared.azure.discovery import discover_health, discover_skus
+
     vms_by_location: dict[str, list[dict]] = {}
     for vm in _of_type(resources, "Microsoft.Compute/virtualMachines"):
         if vm.get("location") and _subscription_of(vm):

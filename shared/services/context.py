@@ -11,16 +11,19 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from azure.core.credentials import TokenCredential
-
-from shared.azure.clients import AzureClients
-from shared.services.notify import Notifier
 from shared.settings import Settings
-from shared.storage.clients import StorageClients
-from shared.storage.journal import Journal
-from shared.storage.locks import LockManager
-from shared.storage.reports import ReportStore
+
+if TYPE_CHECKING:  # adapters are imported when first used: an offline audit loads no SDK
+    from azure.core.credentials import TokenCredential
+
+    from shared.azure.clients import AzureClients
+    from shared.services.notify import Notifier
+    from shared.storage.clients import StorageClients
+    from shared.storage.journal import Journal
+    from shared.storage.locks import LockManager
+    from shared.storage.reports import ReportStore
 
 __all__ = ["ServiceContext", "build_context", "DEADLINE_MARGIN_S"]
 
@@ -52,6 +55,11 @@ class ServiceContext:
 
     def attach_storage(self, storage: StorageClients | str) -> ServiceContext:
         """Journal, locks and reports on these StorageClients (or a connection string)."""
+        from shared.storage.clients import StorageClients
+        from shared.storage.journal import Journal
+        from shared.storage.locks import LockManager
+        from shared.storage.reports import ReportStore
+
         if isinstance(storage, str):
             storage = StorageClients.from_connection_string(storage)
         s = self.settings
@@ -65,6 +73,8 @@ class ServiceContext:
     def clients(self, subscription_id: str) -> AzureClients:
         key = subscription_id.lower()
         if key not in self._clients:
+            from shared.azure.clients import AzureClients
+
             self._clients[key] = AzureClients(
                 subscription_id, arm_endpoint=self.settings.arm_endpoint,
                 credential=self.credential, polling_interval=self.polling_interval,
@@ -89,6 +99,9 @@ def build_context(settings: Settings, *, budget_seconds: float | None = None,
                          else time.monotonic() + budget_seconds)
     if offline:
         return ctx
+    from shared.services.notify import Notifier
+    from shared.storage.clients import StorageClients
+
     if settings.storage_connection:
         ctx.attach_storage(StorageClients.from_connection_string(settings.storage_connection))
     elif StorageClients.configured_in(environ):

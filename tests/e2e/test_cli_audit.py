@@ -196,3 +196,19 @@ def test_subprocess_on_a_terminal_shows_progress(live, tmp_path):
     assert b"pages fetched" in shown and b"7 resources seen" in shown
     assert shown.endswith(b"\r\x1b[K")  # cleared before the report
     assert_two_hs_vm1_findings((tmp_path / "r.txt").read_text())
+
+
+def test_offline_audit_loads_no_azure_sdk(tmp_path):
+    """A snapshot audit imports no `azure.*` module (about a second of imports it never uses),
+    and still writes the report and the HTML page."""
+    path = SCENARIOS / "default.json"
+    probe = ("import sys\nfrom shared.cli.main import main\n"
+             f"rc = main(['audit', '--snapshot', {str(path)!r}, '--format', 'json', "
+             f"'--output', {str(tmp_path / 'r.json')!r}, '--html', {str(tmp_path / 'r.html')!r}])\n"
+             "print(rc, sorted(m for m in sys.modules if m.startswith('azure')))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "HAIRPIN_ARM_ENDPOINT": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "[]"]
+    assert json.loads((tmp_path / "r.json").read_text())["summary"]["by_severity"]["high"] == 2
+    assert "<svg" in (tmp_path / "r.html").read_text()
