@@ -47,7 +47,7 @@ def test_seed_both_primaries_on_vm1(scenario, os_type):
         assert vm1.caller == vm2.caller == "inferred"
         assert "only healthy member" in vm1.reason and ip in vm1.reason
         assert "probe-down" in vm2.reason and "failover" in vm2.reason
-        assert vm1.evidence["health"]["read"] is True
+        assert vm1.evidence.health_read is True
         assert vm1.remediation.feasible is True and vm1.remediation.needs_deallocation is True
         assert vm1.remediation.secondary_nic["os_type"] == os_type
     assert [f.severity for f in ev.findings] == ["high", "high", "medium", "medium"]
@@ -129,7 +129,7 @@ def test_caller_evidence_decides_severity(tags1, declared, expect_vm1, expect_vm
     for vm, expected in (("vm1", expect_vm1), ("vm2", expect_vm2)):
         f = only(ev, vm, "10.0.1.100")
         assert (f.severity, f.caller) == expected
-        assert f.evidence["caller"] == expected[1]
+        assert f.evidence.caller == expected[1]
     assert only(ev, "vm1", "10.0.1.100").likelihood == 1.0
 
 
@@ -142,7 +142,7 @@ def test_unreadable_tag_is_reported_not_fatal():
     ev = evaluate(mirror_pair(tags1={"hairpin-calls": "ten.zero:x"}).topology())
     f = only(ev, "vm1", "10.0.1.100")
     assert f.caller == "none"
-    assert "could not be read" in f.evidence["declaration_errors"][0]
+    assert "could not be read" in f.evidence.declaration_errors[0]
 
 
 def test_inferred_needs_two_internal_frontends():
@@ -161,10 +161,10 @@ def test_inferred_needs_two_internal_frontends():
     b.member("ilb2", "pool2", "vm1")
     ev = evaluate(b.topology())
     f = only(ev, "vm1", "10.0.1.100")
-    assert f.caller == "inferred" and f.evidence["co_hosted_frontends"] == [
+    assert f.caller == "inferred" and f.evidence.co_hosted_frontends == (
         "10.0.1.100",
         "10.0.1.200",
-    ]
+    )
     assert "also backs 10.0.1.200" in f.reason
 
 
@@ -182,7 +182,7 @@ def test_health_unknown_uses_pool_size():
         b.member("ilb1", "pool1", f"vm{i}")
     f = only(evaluate(b.topology()), "vm2", "10.0.1.100")
     assert f.likelihood == pytest.approx(1 / 3, abs=1e-4)
-    assert f.severity == "high" and f.evidence["health"]["read"] is False
+    assert f.severity == "high" and f.evidence.health_read is False
     assert "could not be read" in f.likelihood_text and "1 in 3" in f.likelihood_text
     assert "health could not be read" in f.reason
 
@@ -244,7 +244,7 @@ def test_floating_ip_rules_are_not_affected():
     b.rule("ilb1", "r2", "fe1", "pool1", 443)
     f = only(evaluate(b.topology()), "vm1", "10.0.1.100")
     assert [p.frontend_port for p in f.ports] == [443]
-    assert f.evidence["floating_ip_rules_excluded"] == [b.rule_id("ilb1", "r1")]
+    assert f.evidence.floating_ip_rules_excluded == (b.rule_id("ilb1", "r1"),)
 
 
 def verified_estate(attach_managed=True):

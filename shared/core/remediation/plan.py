@@ -51,7 +51,7 @@ HA_PORTS_LINUX_SIDE_EFFECT = (
 # --------------------------------------------------------------------------- scope
 
 def _finding_pools(f: Finding) -> set[str]:
-    return {normalize(m["pool_id"]) for m in f.evidence.get("membership", []) if m.get("pool_id")}
+    return {normalize(m.pool_id) for m in f.evidence.membership if m.pool_id}
 
 
 def vms_in_scope(findings: Iterable[Finding], seed_vm_ids: Iterable[str]) -> list[str]:

@@ -21,10 +21,10 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from operator import itemgetter
-from typing import Any
 
 from shared.core.arm_ids import normalize
 from shared.core.risk.callers import DeclaredCallers
+from shared.core.risk.evidence import DeclaredCall, Evidence, Membership, RuleHealth
 from shared.core.risk.feasibility import Feasibility
 from shared.core.risk.likelihood import RuleViews
 from shared.core.risk.model import (
@@ -266,28 +266,20 @@ class Evaluator:
         return caller, matching, tag_errors, other_ips
 
     def _evidence(self, x: Exposure, caller: CallerEvidence, matching, tag_errors,
-                  odds: list[RuleOdds]) -> dict[str, Any]:
-        evidence: dict[str, Any] = {
-            "caller": caller,
-            "declared": [{"source": src, "target": str(tgt)} for src, tgt in matching],
-            "co_hosted_frontends": [label for _, _, label in x.co_hosted],
-            "membership": self._membership(x.pairs),
-            "health": {
-                "read": all(o.health_read for o in odds),
-                "rules": [{"rule_id": o.rule.id, "read": o.health_read,
-                           "likelihood": round(o.likelihood, 4), "healthy": o.healthy,
-                           "self_state": o.self_state, "pool_members": o.members,
-                           "self_members": o.self_members} for o in odds],
-            },
-            "power_state": x.vm.power_state,
-        }
-        if x.floating:
-            evidence["floating_ip_rules_excluded"] = [r.id for r in x.floating]
-        if tag_errors:
-            evidence["declaration_errors"] = list(tag_errors)
-        return evidence
+                  odds: list[RuleOdds]) -> Evidence:
+        return Evidence(
+            caller=caller,
+            declared=tuple(DeclaredCall(src, str(tgt)) for src, tgt in matching),
+            co_hosted_frontends=tuple(label for _, _, label in x.co_hosted),
+            membership=self._membership(x.pairs),
+            health=tuple(RuleHealth(o.rule.id, o.health_read, round(o.likelihood, 4), o.healthy,
+                                    o.self_state, o.members, o.self_members) for o in odds),
+            power_state=x.vm.power_state,
+            floating_ip_rules_excluded=tuple(r.id for r in x.floating),
+            declaration_errors=tuple(tag_errors),
+        )
 
-    def _membership(self, pairs: list[tuple[LbRule, str]]) -> list[dict[str, Any]]:
+    def _membership(self, pairs: list[tuple[LbRule, str]]) -> tuple[Membership, ...]:
         t = self.t
         config_pools = t.ip_config_pools
         rows = [(r.key, pk, ck, r) for r, ck in pairs if not r.floating_ip
@@ -298,10 +290,9 @@ class Evaluator:
         for _, pk, ck, r in rows:
             cfg = t.ip_configs.get(ck)
             pool = t.pools.get(pk)
-            out.append({"ip_config_id": cfg.id if cfg else ck,
-                        "private_ip": cfg.private_ip if cfg else None,
-                        "pool_id": pool.id if pool else pk, "rule_id": r.id})
-        return out
+            out.append(Membership(cfg.id if cfg else ck, cfg.private_ip if cfg else None,
+                                  pool.id if pool else pk, r.id))
+        return tuple(out)
 
     def _unknowns(self, x: Exposure) -> tuple[Unknown, ...]:
         by_resource = self.t.unknowns_by_resource

@@ -17,7 +17,7 @@ __all__ = ["RuleViews", "RuleView"]
 
 # (members in a stable order, health state per member or None when unread, healthy members,
 #  "name ip" labels of the healthy members)
-RuleView = tuple[list[PoolMember], list[str | None] | None, list[PoolMember], list[str]]
+RuleView = tuple[list[PoolMember], list[str | None] | None, list[PoolMember], tuple[str, ...]]
 
 
 class RuleViews:
@@ -41,7 +41,7 @@ class RuleViews:
         health = t.health.get(rule.key)
         states = None
         healthy: list[PoolMember] = []
-        labels: list[str] = []
+        labels: tuple[str, ...] = ()
         if health is not None:
             states = [health.state_of(m.ip_config_key, m.ip) for m in members]
             if all(state is None for state in states):
@@ -49,7 +49,7 @@ class RuleViews:
             else:
                 healthy = [m for m, state in zip(members, states, strict=True)
                            if (state or "").lower() == "up"]
-                labels = [self._label(m.ip_config_key, m.ip) for m in healthy]
+                labels = tuple(self._label(m.ip_config_key, m.ip) for m in healthy)
         view = (members, states, healthy, labels)
         self._views[rule.key] = view
         return view
@@ -67,4 +67,4 @@ class RuleViews:
                     self_state = state
             return RuleOdds(rule, p, True, labels, self_state, len(members), self_count)
         p = self_count / len(members) if members else 0.0
-        return RuleOdds(rule, p, False, [], None, len(members), self_count)
+        return RuleOdds(rule, p, False, (), None, len(members), self_count)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.core.arm_ids import normalize
+from shared.core.risk.evidence import Evidence
 from shared.core.topology import LbRule, Unknown
 from shared.core.vocab import ACTIONABLE, CallerEvidence, Severity
 
@@ -80,7 +81,7 @@ class RuleOdds:
     rule: LbRule
     likelihood: float
     health_read: bool
-    healthy: list[str]  # "name ip" of healthy members (when read)
+    healthy: tuple[str, ...]  # "name ip" of healthy members (when read)
     self_state: str | None
     members: int
     self_members: int
@@ -143,7 +144,7 @@ class Finding:
     likelihood: float
     likelihood_text: str
     caller: CallerEvidence
-    evidence: Mapping[str, Any]
+    evidence: Evidence
     reason: str
     remediation: Remediation
     unknowns: tuple[Unknown, ...] = ()
@@ -164,7 +165,7 @@ class Finding:
             "likelihood": self.likelihood,
             "likelihood_text": self.likelihood_text,
             "caller": self.caller,
-            "evidence": _plain(self.evidence),
+            "evidence": self.evidence.as_dict(),
             "reason": self.reason,
             "remediation": self.remediation.as_dict(),
             "unknowns": [u.as_dict() for u in self.unknowns],
@@ -234,10 +235,3 @@ def finding_id_from_keys(vm_key: str, frontend_key: str) -> str:
     digest = hashlib.sha256(f"{vm_key}|{frontend_key}".encode()).hexdigest()
     return f"hp-{digest[:20]}"
 
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
