@@ -7,6 +7,7 @@ import logging
 import azure.functions as func
 
 from shared import observability
+from shared.core.report import to_json
 from shared.services import audit, fix_api, health
 from shared.services import events as event_service
 from shared.services import sweep as sweep_service
@@ -63,7 +64,7 @@ def get_audit(req: func.HttpRequest) -> func.HttpResponse:
         return _unavailable("audit", exc)
     if as_html:
         return func.HttpResponse(found.html, mimetype="text/html", charset="utf-8")
-    return _json(found.report)
+    return func.HttpResponse(to_json(found.report), mimetype="application/json")
 
 
 @app.event_grid_trigger(arg_name="event")

@@ -12,6 +12,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
+from shared.core.topology import gc_paused
+
 __all__ = [
     "SnapshotError",
     "SNAPSHOT_KEYS",
@@ -73,7 +77,10 @@ def validate(doc: Any, source: str | None = None) -> dict[str, Any]:
 def loads(text: str | bytes, source: str | None = None) -> dict[str, Any]:
     """Parse and validate JSON text (snapshot or scenario) into a snapshot."""
     try:
-        doc = json.loads(text)
+        # orjson: a third of the standard parser's time on a 45 MB estate; its JSONDecodeError
+        # is json's (line and column); invalid UTF-8 is one too, NaN/Infinity are rejected.
+        with gc_paused():  # millions of acyclic containers: no collection can free any
+            doc = orjson.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         detail = (
             f"line {exc.lineno} column {exc.colno}: {exc.msg}"
@@ -110,4 +117,5 @@ def make_snapshot(resources, skus=(), health=()) -> dict[str, Any]:
 
 def dumps(doc: Mapping[str, Any]) -> str:
     """Snapshot JSON text (validated; `emulator` stripped), indented, ending in a newline."""
-    return json.dumps(validate(dict(doc)), indent=2, sort_keys=False) + "\n"
+    return orjson.dumps(validate(dict(doc)),
+                        option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE).decode()

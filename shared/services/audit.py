@@ -27,12 +27,12 @@ from typing import Any
 from shared import observability
 from shared.core import arm_ids
 from shared.core import snapshot as snapshots
-from shared.core.report import build_report, exit_status
+from shared.core.report import build_report, exit_status, to_json
 from shared.core.report import html as report_html
 from shared.core.report.overview import trend_between
 from shared.core.risk import Evaluation, evaluate
 from shared.core.scope import ScopeError, resolve_subscriptions
-from shared.core.topology import Topology, topology_from_snapshot
+from shared.core.topology import Topology, gc_paused, topology_from_snapshot
 from shared.storage import snapshot_files
 
 log = logging.getLogger(__name__)
@@ -273,13 +273,17 @@ def run_audit(ctx, *, subscriptions: Iterable[str] | None = None, resource_graph
     subscriptions = list(subscriptions) if subscriptions is not None else None
     doc = gather(ctx, subscriptions=subscriptions, resource_graph=resource_graph,
                  snapshot=snapshot, on_progress=on_progress)
-    topology = topology_from_snapshot(doc)
-    evaluation = evaluate(topology, ctx.settings, _verified_routes(ctx))
-    observability.record_findings(evaluation.findings)
+    verified = _verified_routes(ctx)
     generated_at = ctx.clock()
-    report = build_report(evaluation, generated_at,
-                          scope=_scope(resource_graph, snapshot, doc))
-    page = report_html.render(report, topology, previous) if html else None
+    # Many small acyclic objects: without the pause, full collections over the documents
+    # cost as much as writing a 10k-finding report does.
+    with gc_paused():
+        topology = topology_from_snapshot(doc)
+        evaluation = evaluate(topology, ctx.settings, verified)
+        report = build_report(evaluation, generated_at,
+                              scope=_scope(resource_graph, snapshot, doc))
+        page = report_html.render(report, topology, previous) if html else None
+    observability.record_findings(evaluation.findings)
     return AuditResult(doc, topology, evaluation, report, page, generated_at)
 
 
@@ -305,7 +309,7 @@ def scheduled_audit(ctx):
     previous = previous_report(ctx)
     result = run_audit(ctx, resource_graph=ctx.settings.use_resource_graph, previous=previous)
     summary = _index_summary(result.report, previous)
-    record = ctx.reports.save_audit(result.report, result.html, at=result.generated_at,
+    record = ctx.reports.save_audit(to_json(result.report), result.html, at=result.generated_at,
                                     summary=summary)
     log.info("scheduled audit %s: %s", record.run_id, summary)
     return record

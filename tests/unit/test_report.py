@@ -140,3 +140,13 @@ def test_csv_has_one_row_per_finding_and_defuses_formulas():
     (row, *_) = csv.DictReader(io.StringIO(to_csv(hostile)))
     assert row["vm_name"] == '\'=HYPERLINK("http://x","y")' and row["reason"] == "'-2+3"
     assert (row["blocked"], row["blockers"]) == ("yes", "subnet_full")
+
+
+def test_json_text_is_what_the_standard_encoder_writes():
+    """orjson writes the report (speed), byte for byte what `json.dumps(indent=2)` wrote for
+    an ASCII estate, so readers of earlier reports see no change; non-ASCII names stay UTF-8."""
+    report = seed_report(scope={"snapshot": "default.json"})
+    assert to_json(report) == json.dumps(report, indent=2) + "\n"
+    named = {**report, "scope": {"snapshot": "estate-é.json"}}
+    assert json.loads(to_json(named)) == json.loads(json.dumps(named))
+    assert "estate-é.json" in to_json(named)

@@ -7,10 +7,11 @@ Exit status of an audit: 0 when there is no `high` or `medium` finding, 1 when t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+
+import orjson
 
 from shared import __version__
 from shared.core.risk import NOT_AFFECTED_REASONS, SEVERITIES, Evaluation
@@ -59,7 +60,11 @@ def build_report(
 
 
 def to_json(report: Mapping[str, Any]) -> str:
-    return json.dumps(report, indent=2) + "\n"
+    """Indented by two (people read the file), UTF-8, ending in a newline. orjson, as the
+    standard library's encoder took most of an offline audit's time on a 10k-VM estate; enum
+    keys (severity counts) are written as their values."""
+    return orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+                        | orjson.OPT_NON_STR_KEYS).decode()
 
 
 def exit_status(evaluation_or_report: Evaluation | Mapping[str, Any]) -> int:
