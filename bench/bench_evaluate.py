@@ -4,10 +4,10 @@ The estate is `bench/estate.py`'s (ILBs with 2-5 internal frontends and pools of
 every VM with a second NIC in no pool, half the rules with health).
 
 Targets: building the topology from the raw documents plus the evaluation (build_topology
-+ risk.evaluate: documents + settings -> findings) under 1 s together, and the process under
-500 MB. Build and evaluation are also printed separately. Times are the best of --repeat runs, as
-CPU time of this process, because the benchmark machine is shared; the previous run's results
-are released before the next run starts, so freeing them is not timed.
++ risk.evaluate: documents + settings -> findings) under 0.5 s of CPU together (issue 15), and
+the process under 500 MB. Build and evaluation are also printed separately. Times are the best
+of --repeat runs, as CPU time of this process, because the benchmark machine is shared; the
+previous run's results are released before the next run starts, so freeing them is not timed.
 
     .venv/bin/python bench/bench_evaluate.py [--vms 10000] [--lbs 1000]
 """
@@ -28,6 +28,8 @@ from bench.estate import generate  # noqa: E402
 from shared.core.risk import evaluate  # noqa: E402
 from shared.core.topology import build_topology  # noqa: E402
 from shared.settings import Settings  # noqa: E402
+
+TARGET_CPU_S = 0.5
 
 
 def main(argv=None) -> int:
@@ -53,7 +55,7 @@ def main(argv=None) -> int:
     runs, result = timed_runs(resources, skus, health, max(1, args.repeat))
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     peak_traced = None if args.no_tracemalloc else traced_peak(resources, skus, health)
-    return report(runs, result, rss_before, rss_after, peak_traced)
+    return report(args.vms, runs, result, rss_before, rss_after, peak_traced)
 
 
 def estate_line(resources: list[dict], health: list[dict]) -> str:
@@ -102,7 +104,7 @@ def traced_peak(resources, skus, health) -> float:
     return peak
 
 
-def report(runs: list[dict], result: dict, rss_before: float, rss_after: float,
+def report(vms: int, runs: list[dict], result: dict, rss_before: float, rss_after: float,
            peak_traced: float | None) -> int:
     def best(key):
         return min(key(r) for r in runs)
@@ -135,12 +137,14 @@ def report(runs: list[dict], result: dict, rss_before: float, rss_after: float,
         f"findings: {result['findings']} (high {sev['high']}, medium {sev['medium']}, "
         f"info {sev['info']}); not affected: {result['not_affected']}"
     )
-    ok_time = best_total < 1.0
+    ok_time = best_total < TARGET_CPU_S
     ok_mem = rss_after < 500
     print(
-        f"targets: build + evaluate time {'OK' if ok_time else 'MISSED'} (< 1 s CPU), "
-        f"memory {'OK' if ok_mem else 'MISSED'} (< 500 MB peak RSS)"
+        f"targets: build + evaluate time {'OK' if ok_time else 'MISSED'} "
+        f"(< {TARGET_CPU_S:g} s CPU), memory {'OK' if ok_mem else 'MISSED'} (< 500 MB peak RSS)"
     )
+    print(f"bench_evaluate: vms={vms} build_evaluate_cpu_s={best_total:.3f} "
+          f"peak_mb={rss_after:.0f}")
     return 0 if ok_time and ok_mem else 1
 
 

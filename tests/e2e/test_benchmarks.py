@@ -12,6 +12,7 @@ import pytest
 from tests.support.paths import ROOT
 
 SMALL = {
+    "bench_audit_offline.py": ["--vms", "200", "--lbs", "20", "--repeat", "1", "--no-target"],
     "bench_evaluate.py": ["--vms", "200", "--lbs", "20", "--repeat", "1", "--no-tracemalloc"],
     "bench_discovery.py": ["--vms", "100", "--lbs", "10"],
     "bench_event_storm.py": ["--events", "60", "--vms", "10", "--remediation", "record"],
