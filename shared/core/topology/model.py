@@ -48,6 +48,11 @@ def gc_paused() -> Iterator[None]:
     The model has no reference cycles; with tens of thousands of documents alive, automatic
     full collections otherwise cost as much as the work itself (measured: half the time of
     bench/bench_evaluate.py). Restores the previous state, also on error.
+
+    What survives the pause is long-lived and acyclic (documents, topology, findings, report),
+    so it is moved to the collector's permanent generation (`gc.freeze`) before collection
+    resumes: else the first pass after the pause scans all of it, and frees nothing (measured:
+    a third of a second after a 10k-VM audit). Refcounting still frees it when dropped.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -55,6 +60,7 @@ def gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            gc.freeze()
             gc.enable()
 
 
