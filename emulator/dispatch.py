@@ -14,6 +14,10 @@ from emulator.resources import compute, health, network, power, run_command, typ
 from emulator.routes import Route
 from emulator.state import new_etag
 
+# PUTs whose REST spec declares no If-None-Match header: the header is ignored, as nothing says
+# the service honours it (docs/azure-contract.md).
+IF_NONE_MATCH_UNDOCUMENTED = frozenset({types.NIC.lower()})
+
 __all__ = ["ArmDispatcher"]
 
 
@@ -119,8 +123,12 @@ class ArmDispatcher:
             }
         return op
 
-    def _check_etag(self, headers, existing: dict | None) -> None:
+    def _check_etag(self, headers, existing: dict | None, rtype: str | None = None) -> None:
         if_match, if_none = headers.get("If-Match"), headers.get("If-None-Match")
+        if rtype is not None and rtype.lower() in IF_NONE_MATCH_UNDOCUMENTED:
+            # NetworkInterfaces_CreateOrUpdate (Microsoft.Network 2024-05-01) declares no
+            # If-None-Match parameter: no create-only guarantee is modelled for it.
+            if_none = None
         if if_match and if_match != "*" and (existing is None or existing.get("etag") != if_match):
             raise ArmError(
                 412,
@@ -136,7 +144,7 @@ class ArmDispatcher:
 
     def _put(self, route: Route, rid: str, body: dict, headers, entry, lro_fault, patch=False):
         existing = self.emu.store.get(rid)
-        self._check_etag(headers, existing)
+        self._check_etag(headers, existing, route.rtype)
         sent = body
         if patch:
             if existing is None:

@@ -22,7 +22,10 @@ from emulator.state import EmulatorHost, lower, new_etag, parent_id
 E_RUNNING_NIC_CHANGE = "AddingOrDeletingNetworkInterfacesOnARunningVirtualMachineNotSupported"
 E_TOO_MANY_NICS = "NetworkInterfaceCountExceeded"  # (?)
 E_NICS_DIFFERENT_VNETS = "NetworkInterfacesInDifferentVirtualNetworks"  # (?)
-E_PRIMARY = "VirtualMachineMustHaveOneNetworkInterfaceAsPrimary"  # (?)
+E_PRIMARY = "VirtualMachineMustHaveOneNetworkInterfaceAsPrimary"  # (?) two set primary
+# Several NICs and one without `primary` (ansible/ansible#40648: "Network interface myvm02-nic-fe
+# must have Primary property set."; fixed there by sending primary on every NIC, #38994).
+E_PRIMARY_UNSET = "NetworkInterfaceMustHavePrimaryPropertySet"
 E_NIC_IN_USE = "NicInUse"
 
 
@@ -123,6 +126,13 @@ def _check_nic_set(emu: EmulatorHost, doc: dict, refs: list[dict], nics: list[di
             E_NICS_DIFFERENT_VNETS,
             f"Virtual machine {name} cannot have network interfaces in different "
             f"virtual networks: {sorted(vnets)}.",
+        )
+    unset = [r for r in refs if (r.get("properties") or {}).get("primary") is None]
+    if len(refs) > 1 and unset:
+        raise bad_request(
+            E_PRIMARY_UNSET,
+            f"Network interface {unset[0]['id'].rstrip('/').rsplit('/', 1)[-1]} must have "
+            "Primary property set.",
         )
     primaries = [r for r in refs if (r.get("properties") or {}).get("primary")]
     if len(refs) > 1 and len(primaries) != 1:

@@ -11,8 +11,9 @@ from emulator.resources.network import child_view
 from emulator.resources.types import ref_id
 from emulator.state import EmulatorHost, lower, parent_id
 
-
 # ---------------------------------------------------------------------------- rule health
+HEALTH_FIELDS = ("up", "down", "loadBalancerBackendAddresses")  # LoadBalancerHealthPerRule
+
 def _ipconfig_vm_running(emu: EmulatorHost, ipconfig_id: str | None) -> bool | None:
     if not ipconfig_id:
         return None
@@ -45,7 +46,8 @@ def rule_health(emu: EmulatorHost, lb_id: str, rule_name: str) -> dict:
     rule_id = rule["id"]
     entry = emu.health.get(lower(rule_id))
     if entry is not None:
-        body = copy.deepcopy(entry)
+        # Only the fields the service answers with (a scenario may carry more).
+        body = {k: copy.deepcopy(v) for k, v in entry.items() if k in HEALTH_FIELDS}
         addrs = body.setdefault("loadBalancerBackendAddresses", [])
     else:
         pool = lower(ref_id(rule["properties"].get("backendAddressPool")) or "")
@@ -58,7 +60,10 @@ def rule_health(emu: EmulatorHost, lb_id: str, rule_name: str) -> dict:
             }
             for i in pool_members(emu).get(pool, [])
         ]
-        body = {"loadBalancerBackendAddresses": addrs, "loadBalancingRuleName": rule["name"]}
+        # LoadBalancerHealthPerRule is up, down and loadBalancerBackendAddresses only (spec
+        # 2024-05-01 example LoadBalancerHealth.json), each address's
+        # networkInterfaceIPConfigurationId a plain id string there.
+        body = {"loadBalancerBackendAddresses": addrs}
     primary = emu.mirrors.primary_for(rule_id)
     for a in addrs:
         ipc = a.get("networkInterfaceIPConfigurationId")

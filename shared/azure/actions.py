@@ -1,6 +1,8 @@
 """Adapter: the writes remediation makes, each through the real SDK (`begin_*` LROs + `.result()`).
 
-- managed NIC: create (If-None-Match: * so a concurrent creator is never overwritten), read;
+- managed NIC: create only after re-reading that no NIC of that name exists (a managed one is
+  "created meanwhile", anyone else's is never touched): If-None-Match: * is still sent, but
+  NetworkInterfaces_CreateOrUpdate declares no such header, so nothing relies on it; read;
 - attach/detach: VM PATCH of the NIC list only, with If-Match on the VM's etag (NIC changes
   need the VM deallocated; a PUT would re-check every linked resource: docs/azure-facts.md,
   "NIC changes");
@@ -33,7 +35,7 @@ from shared.core.vocab import PowerState
 log = logging.getLogger(__name__)
 
 __all__ = ["ArmActions", "ActionError", "NotManaged", "EtagConflict", "RunCommandPending",
-           "RunCommandResult", "error_code"]
+           "RunCommandResult", "error_code", "primary_flags"]
 
 
 class ActionError(Exception):
@@ -87,6 +89,17 @@ def _plain(model: Any) -> dict:
     if isinstance(model, dict):
         return model
     return model.as_dict()
+
+
+def primary_flags(refs: list[dict]) -> list[bool]:
+    """`primary` for every NIC reference of a VM PATCH: with several NICs ARM answers 400
+    NetworkInterfaceMustHavePrimaryPropertySet when one is sent without it. The one flagged
+    stays primary; none flagged (a one-NIC VM reads without the flag) makes the first one."""
+    flagged = [bool((r.get("properties") or {}).get("primary")) for r in refs]
+    if any(flagged):
+        first = flagged.index(True)
+        return [i == first for i in range(len(refs))]
+    return [i == 0 for i in range(len(refs))]
 
 
 class ArmActions:
@@ -148,8 +161,17 @@ class ArmActions:
 
     # ------------------------------------------------------------------ NIC
     def create_nic(self, nic_id: str, body: dict) -> dict:
-        """Create the managed NIC; never overwrites an existing one (If-None-Match: *)."""
+        """Create the managed NIC; never overwrites an existing one. The NIC is re-read first:
+        Microsoft.Network does not document If-None-Match on this PUT (docs/azure-contract.md),
+        so the header alone is no guarantee."""
         rg, name = _split(nic_id)
+        existing = self.get_nic(nic_id)
+        if existing is not None and not is_managed(existing, self.managed_tag):
+            raise NotManaged(f"a NIC named {name} exists and is not tagged "
+                             f"{self.managed_tag}=true: never overwritten")
+        if existing is not None:
+            raise EtagConflict(f"NIC {name} was created meanwhile by another run",
+                               "PreconditionFailed")
         try:
             poller = self.clients.network.network_interfaces.begin_create_or_update(
                 rg, name, body, headers={"If-None-Match": "*"})
@@ -205,9 +227,9 @@ class ArmActions:
                 return doc  # already as wanted
             update = VirtualMachineUpdate(network_profile=NetworkProfile(network_interfaces=[
                 NetworkInterfaceReference(
-                    id=r["id"], primary=(r.get("properties") or {}).get("primary"),
+                    id=r["id"], primary=primary,
                     delete_option=(r.get("properties") or {}).get("deleteOption"))
-                for r in new_refs]))
+                for r, primary in zip(new_refs, primary_flags(new_refs), strict=True)]))
             condition = {"etag": doc["etag"], "match_condition": MatchConditions.IfNotModified} \
                 if doc.get("etag") else {}
             try:

@@ -91,6 +91,25 @@ def test_seed_health_and_subnet(seed):
     }
 
 
+@pytest.mark.parametrize("shape", ["string", "object"])
+def test_health_ipconfig_as_an_id_string_or_an_object(shape):
+    # The service answers a string (spec example LoadBalancerHealth.json; azure-sdk-for-go
+    # armnetwork 7.0.0 changed the field to a string); the 2024-05-01 schema declared {id}.
+    doc = scenario()
+    for entry in doc["health"]:
+        entry["response"].pop("loadBalancingRuleName", None)  # the service does not send it
+        for b in entry["response"]["loadBalancerBackendAddresses"]:
+            ipc = b.pop("networkInterfaceIPConfigurationId")
+            b["networkInterfaceIPConfigurationId"] = ipc if shape == "string" else {"id": ipc}
+    topo = topology_from_snapshot(doc)
+    health = topo.health_of_rule(f"{LB}/loadBalancingRules/rule-patient-index-1972")
+    assert health.state_of(topo.ip_config(CFG1).key, None) == "Up"
+    assert [b.ip_config_key for b in health.backends] == [
+        b.ip_config_key for b in topology_from_snapshot(scenario()).health_of_rule(
+            f"{LB}/loadBalancingRules/rule-patient-index-1972").backends]
+    assert all(b.ip_config_key for b in health.backends)
+
+
 def test_linux_variant():
     topo = topology_from_snapshot(scenario("default-linux"))
     assert {vm.os_type for vm in topo.vms.values()} == {"Linux"}

@@ -16,7 +16,9 @@ def script_lines(script: str) -> list[str]:
 
 
 def _stdout_part(message: str) -> str:
-    # Linux Run Command message: "Enable succeeded: \n[stdout]\n...\n[stderr]\n..."
+    # Linux Run Command message, whatever the script's exit status (which is not reported):
+    # "Enable succeeded: \n[stdout]\n...\n[stderr]\n..." (Azure/run-command-extension-linux
+    # main/cmds.go). Only stdout can hold the result.
     if "[stdout]" in message:
         message = message.split("[stdout]", 1)[1]
         message = message.split("[stderr]", 1)[0]

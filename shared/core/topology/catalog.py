@@ -66,9 +66,18 @@ def _rule_health(key: str, response: Mapping[str, Any]) -> RuleHealth:
     backends = []
     for b in as_list(response.get("loadBalancerBackendAddresses")):
         b = as_dict(b)
-        cfg = as_str(b.get("networkInterfaceIPConfigurationId"))
+        cfg = ipconfig_of(b.get("networkInterfaceIPConfigurationId"))
         backends.append(BackendHealth(as_str(b.get("ipAddress")), normalize(cfg) if cfg else None,
                                       as_str(b.get("state")), as_str(b.get("reason"))))
     backends.sort(key=lambda b: (b.ip_config_key or "", b.ip or "", b.state or "", b.reason or ""))
     return RuleHealth(key, as_int(response.get("up")), as_int(response.get("down")),
                       tuple(backends))
+
+
+def ipconfig_of(value: Any) -> str | None:
+    """A backend's `networkInterfaceIPConfigurationId`: an id string, as the service answers
+    (spec example LoadBalancerHealth.json; azure-sdk-for-go armnetwork 7.0.0 changed the type
+    to a string), or an object `{id}`, as the 2024-05-01 schema declared it."""
+    if isinstance(value, dict):
+        return as_str(value.get("id"))
+    return as_str(value)
