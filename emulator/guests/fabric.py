@@ -32,7 +32,13 @@ import tempfile
 from collections import Counter
 from ipaddress import IPv4Address
 
-from emulator.guests.guest_etc import GUEST_PATH, changed_files, enabled_units, overlay_argv
+from emulator.guests.guest_etc import (
+    GUEST_ENV,
+    boot_units,
+    changed_files,
+    overlay_argv,
+    start_service,
+)
 from emulator.guests.ilb_rules import TABLE, DsrRoute, ilb_ruleset
 from emulator.guests.namespaces import (
     FabricError,
@@ -138,8 +144,9 @@ class Fabric:
         self.sh("ip", "netns", "add", name)
         self._created.append(name)
         self.sh("ip", "-n", name, "link", "set", "lo", "up")
-        for key in ("all", "default"):
-            self.sh("sysctl", "-qw", f"net.ipv4.conf.{key}.rp_filter={rp_filter}", ns=name)
+        for key in ("all", "default"):  # and link-local addresses at once (exact snapshots)
+            self.sh("sysctl", "-qw", f"net.ipv4.conf.{key}.rp_filter={rp_filter}",
+                    f"net.ipv6.conf.{key}.accept_dad=0", ns=name)
 
     def _build_router(self) -> None:
         r = self.router
@@ -267,7 +274,7 @@ class Fabric:
         if proc.stdout.readline().strip() != "ready":
             raise FabricError(f"server in {vm.name} did not start")
 
-    def _kill_servers(self, vm: VmState) -> None:
+    def _kill_servers(self, vm: VmState) -> None:  # and the guest's long-running units
         for proc in vm.servers:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -291,8 +298,7 @@ class Fabric:
         return text
 
     def _backends(self):
-        """Per rule, the backends that answer now: healthy (or the mirror primary) and running
-        (a stopped VM fails its probe)."""
+        """Per rule, the backends that answer now: healthy (or mirror primary) and running."""
         live = self.running_ips()
         health = list(self.health_source() or []) if self.health_source else None
         ipcfg = self.scenario.ipconfig_ips()
@@ -347,34 +353,27 @@ class Fabric:
         vm = self.vm(name)
         if not vm.running:
             raise FabricError(f"{name} is not running")
-        base = {"PATH": GUEST_PATH, "HOME": "/root", "LANG": "C.UTF-8"}
         entered = overlay_argv(vm.netns, self.guest_etc(name),
                                os.path.join(self._root, name, "etc-work"), argv)
         return subprocess.run(entered, input=input, capture_output=True, text=True,
-                              env={**base, **(env or {})}, timeout=timeout)
+                              env={**GUEST_ENV, **(env or {})}, timeout=timeout)
 
     def run_shell_script(self, name: str, script: str, *, env: dict[str, str] | None = None,
                          timeout: float = 120) -> tuple[int, str, str]:
         """RunShellScript: bash as root in the guest; output cut to the last 4,096 bytes."""
         try:
-            proc = self.guest_run(name, ["/bin/bash", "-s"], input=script, env=env,
-                                  timeout=timeout)
+            proc = self.guest_run(name, ["/bin/bash", "-s"], input=script, env=env, timeout=timeout)
         except subprocess.TimeoutExpired as exc:
             return 124, tail(exc.stdout or ""), tail((exc.stderr or "") + "\ntimed out")
         return proc.returncode, tail(proc.stdout), tail(proc.stderr)
 
     def boot(self, name: str) -> list[dict]:
-        """What systemd does at boot for the units the guest enabled itself (the ones in its
-        own /etc layer; the base image's services are out of scope): run each ExecStart."""
-        log = []
-        for step in enabled_units(self.guest_etc(name)):
-            if step.error:
-                log.append({"unit": step.unit, "error": step.error})
-                continue
-            proc = self.guest_run(name, list(step.argv))
-            log.append({"unit": step.unit, "argv": list(step.argv), "rc": proc.returncode,
-                        "stdout": tail(proc.stdout), "stderr": tail(proc.stderr)})
-        return log
+        """systemd at boot, for the units the guest enabled in its own /etc (`boot_units`)."""
+        vm, work = self.vm(name), os.path.join(self._root, name, "etc-work")
+        return boot_units(
+            self.guest_etc(name), lambda argv: self.guest_run(name, argv),
+            lambda argv: vm.servers.append(start_service(overlay_argv(
+                vm.netns, self.guest_etc(name), work, argv))))
 
     # -- measuring
     def connect(self, ns: str, vip: str | IPv4Address, port: int, *, count: int = 20,

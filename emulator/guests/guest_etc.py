@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 from dataclasses import dataclass
 
+from emulator.guests.namespaces import tail
+
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+GUEST_ENV = {"PATH": GUEST_PATH, "HOME": "/root", "LANG": "C.UTF-8"}
 WANTS = os.path.join("systemd", "system", "multi-user.target.wants")
 
 
@@ -41,6 +45,7 @@ class BootStep:
     unit: str
     argv: tuple[str, ...] = ()
     error: str | None = None
+    oneshot: bool = True  # Type=oneshot runs to its end; any other type keeps running
 
 
 def enabled_units(upper: str) -> list[BootStep]:
@@ -60,8 +65,38 @@ def enabled_units(upper: str) -> list[BootStep]:
             steps.append(BootStep(link, error="unit file missing"))
             continue
         with open(unit_file, encoding="utf-8") as f:
-            for line in f.read().splitlines():
-                if line.startswith("ExecStart="):
-                    argv = shlex.split(line.split("=", 1)[1].lstrip("-@+!"))
-                    steps.append(BootStep(link, tuple(argv)))
-    return steps
+            lines = f.read().splitlines()
+        oneshot = "Type=oneshot" in lines
+        for line in lines:
+            if line.startswith("ExecStart="):
+                argv = shlex.split(line.split("=", 1)[1].lstrip("-@+!"))
+                steps.append(BootStep(link, tuple(argv), oneshot=oneshot))
+    # systemd starts long-running services after the oneshots they are ordered after; here
+    # every long-running one goes last.
+    return sorted(steps, key=lambda step: not step.oneshot)
+
+
+def start_service(entered: list[str]) -> subprocess.Popen:
+    """A long-running unit's ExecStart (``entered``: from `overlay_argv`), in its own process
+    group so that stopping the VM kills it with the application servers."""
+    return subprocess.Popen(entered, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True,
+                            env=GUEST_ENV)
+
+
+def boot_units(upper: str, run, start) -> list[dict]:
+    """The boot log of the units enabled in ``upper``: each oneshot's ExecStart run to its end
+    (``run(argv)`` -> CompletedProcess), then the long-running ones started (``start(argv)``;
+    stopped with the VM)."""
+    log: list[dict] = []
+    for step in enabled_units(upper):
+        if step.error:
+            log.append({"unit": step.unit, "error": step.error})
+        elif step.oneshot:
+            proc = run(list(step.argv))
+            log.append({"unit": step.unit, "argv": list(step.argv), "rc": proc.returncode,
+                        "stdout": tail(proc.stdout), "stderr": tail(proc.stderr)})
+        else:
+            start(list(step.argv))
+            log.append({"unit": step.unit, "argv": list(step.argv), "started": True})
+    return log

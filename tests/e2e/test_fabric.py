@@ -152,7 +152,7 @@ def test_rendered_script_fixes_hairpin_persists_and_cleans_up_exactly(guest):
     assert (code, res["result"], res["changes"]) == (0, "unchanged", [])
     applied = fab.state("vm1")
     assert applied["rules"].splitlines() == [
-        "100:\tfrom 10.0.1.10 to 10.0.1.11 ipproto tcp sport 1972 lookup 100",
+        "100:\tfrom 10.0.1.10 to 10.0.1.11 ipproto tcp sport 1972 lookup 100 proto 211",
         "1000:\tfrom all lookup local",
         "32766:\tfrom all lookup main",
         "32767:\tfrom all lookup default",
@@ -176,8 +176,10 @@ def test_rendered_script_fixes_hairpin_persists_and_cleans_up_exactly(guest):
     # Simulated reboot: routes and rules die with the interfaces; the enabled unit restores.
     guest.on_deallocate(VM1)
     guest.on_start(VM1, [NIC1, NIC1B])
-    [boot] = fab.vm("vm1").boot_log
+    boot, watch = fab.vm("vm1").boot_log
     assert boot["argv"] == ["/bin/bash", gs.BODY_PATH, "--boot"] and boot["rc"] == 0, boot
+    assert watch == {"unit": gs.WATCH_UNIT_NAME, "argv": ["/bin/bash", gs.BODY_PATH, "--watch"],
+                     "started": True}  # no network stack in a namespace: the watcher
     assert gs.parse_run_command_output(boot["stdout"])["result"] == "applied"
     assert fab.state("vm1") == applied
     check_fixed("after reboot")
@@ -274,7 +276,8 @@ def test_sixteen_routes_result_line_stays_small(guest):
                                        gs.script_lines(gs.render_linux_apply(big)), [])
     assert code == 0, err
     last = out.strip().splitlines()[-1]
-    assert len(json.loads(last)["changes"]) == 16 + 16 + 6 and len(last) < 2048
+    # 16 VIP routes, 16 rules, the return route, the local rule moved (2), 4 files, 2 units
+    assert len(json.loads(last)["changes"]) == 16 + 16 + 1 + 2 + 4 + 2 and len(last) < 2048
 
 
 def test_run_command_contract(guest):

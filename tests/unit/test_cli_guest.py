@@ -21,7 +21,7 @@ def test_linux_script_has_one_narrow_rule_per_backend_port(capsys):
     assert out.startswith("#!/bin/bash")
     assert "WANT_VIPS='10.0.1.100 10.0.1.101'" in out
     # The reply leaves with the backend port as source port: rules match backend ports.
-    assert "WANT_RULES='tcp|6/1972 tcp|6/1973'" in out
+    assert "WANT_RULES='tcp|6|ipproto-6/1972 tcp|6|ipproto-6/1973'" in out
     assert "SECONDARY_MAC=00:0d:3a:12:34:56" in out  # ARM's MAC form normalised for Linux
 
 

@@ -93,8 +93,8 @@ def test_spec_validates_relations(change):
 
 def test_linux_body_golden_values_and_steps():
     body = gs.render_linux_body(SPEC)
-    assert lines(body)[3:18] == [
-        "FORMAT=1",
+    assert lines(body)[3:19] == [
+        "FORMAT=2",
         "PRIMARY_IP=10.0.1.10",
         "SECONDARY_IP=10.0.1.11",
         "SECONDARY_MAC=00:0d:3a:12:34:56",
@@ -106,8 +106,10 @@ def test_linux_body_golden_values_and_steps():
         "RT_PROTO=211",
         "STATE_DIR=/etc/hairpin",
         "ADDRESS_MARKER=/etc/hairpin/address-added",
+        "MECHANISM_FILE=/etc/hairpin/mechanism",
         "WANT_VIPS='10.0.1.100 10.0.1.101'",
-        "WANT_RULES='tcp|6/1972 udp|17/5353'",
+        # Rules read back: protocol name, number or "ipproto-N" (no /etc/protocols).
+        "WANT_RULES='tcp|6|ipproto-6/1972 udp|17|ipproto-17/5353'",
         "WANT_BROAD=0",
     ]
     steps = body[body.index("\nensure_vip_route 10.0.1.100\n") + 1:].splitlines()[:5]
@@ -119,15 +121,21 @@ def test_linux_body_golden_values_and_steps():
         'proto "$RT_PROTO" table main',
         'ip route replace "$SECONDARY_IP/32" via "$GATEWAY" dev "$PRI_DEV" onlink '
         'proto "$RT_PROTO" table "$TABLE"',
-        'ip rule add pref "$RULE_PREF" from "$PRIMARY_IP" to "$SECONDARY_IP" ipproto "$1" '
-        'sport "$3" lookup "$TABLE"',
-        'ip rule add pref "$LOCAL_PREF" lookup local',
+        # Numeric selector (ipproto 6): a name needs /etc/protocols, absent in minimal images.
+        'ip rule add pref "$RULE_PREF" from "$PRIMARY_IP" to "$SECONDARY_IP" ipproto "$2" '
+        'sport "$3" lookup "$TABLE" protocol "$RT_PROTO"',
+        # "protocol kernel": systemd-networkd never removes kernel rules on restart.
+        'ip rule add pref "$LOCAL_PREF" lookup local protocol kernel',
         'ip rule del pref 0 lookup local',
     ]:
         assert cmd in body
-    # Add the local rule at its new position before deleting pref 0 (never without one).
-    assert body.index('ip rule add pref "$LOCAL_PREF" lookup local') < body.index(
-        "ip rule del pref 0 lookup local")
+    assert 'ipproto ($1|$2|ipproto-$2) sport $3 lookup ' in body  # every read-back form
+    # Add the local rule at its new position before deleting pref 0 (never without one), and
+    # the guard checks after each of the two changes.
+    add = body.index('ip rule add pref "$LOCAL_PREF" lookup local protocol kernel')
+    delete = body.index("ip rule del pref 0 lookup local")
+    assert add < delete
+    assert "local_guard ||" in body[add:delete] and "local_guard ||" in body[delete:]
     assert "\nensure_broad_rule\n" not in body and "# WARNING" not in body
 
 
@@ -143,14 +151,22 @@ def test_linux_idempotent_structure_checks_before_every_add():
 
 def test_linux_apply_persists_via_enabled_unit_only_after_success():
     script = gs.render_linux_apply(SPEC)
-    assert script.count(f"<<'{gs.HEREDOC_END}'") == 2
+    assert script.count(f"<<'{gs.HEREDOC_END}'") == 3
     assert gs.render_linux_body(SPEC) in script and gs.render_linux_unit() in script
+    assert gs.render_linux_watch_unit() in script
     assert "ExecStart=/bin/bash /etc/hairpin/hairpin-routes.sh --boot" in script
+    assert "ExecStart=/bin/bash /etc/hairpin/hairpin-routes.sh --watch" in script
     assert "WantedBy=multi-user.target" in script
-    run_at = script.index('/bin/bash "$TMPD/body"')
-    assert run_at < script.index('install_one "$TMPD/body" "$BODY_PATH"')
-    assert run_at < script.index('ln -sfn "$UNIT_PATH" "$UNIT_LINK"')
-    assert '[ "$rc" -eq 0 ] || exit "$rc"' in script
+    detect = script.index("find_devs && detect_stack")
+    run_at = script.index('/bin/bash "$TMPD/body" --mechanism "$STACK" --undo-log "$TMPD/undo"')
+    assert detect < run_at < script.index('put_file "$src" "$dst" "$mode"')
+    assert run_at < script.index('ln -sfn "$target" "$link"')
+    assert run_at < script.index("nm_apply ||")
+    assert 'if [ "$rc" -ne 0 ]; then cat "$TMPD/out"; exit "$rc"; fi' in script
+    # All or nothing: the body's undo list joins the installer's, and every failure after the
+    # body ran goes through fail (which rolls back) before the result line.
+    assert 'done <"$TMPD/undo"' in script
+    assert script.count("|| fail persist 9") >= 6
 
 
 def test_linux_cleanup_removes_exactly_what_apply_adds():
@@ -159,12 +175,17 @@ def test_linux_cleanup_removes_exactly_what_apply_adds():
                  'ip route show table "$TABLE" proto "$RT_PROTO"',
                  'ip rule show pref "$RULE_PREF" table "$TABLE" from "$PRIMARY_IP" '
                  'to "$SECONDARY_IP"',
-                 'ip rule add pref 0 lookup local', 'ip rule del pref "$LOCAL_PREF" lookup local',
-                 'if [ -f "$ADDRESS_MARKER" ]', 'rm -f "$UNIT_LINK"',
-                 'for f in "$UNIT_PATH" "$BODY_PATH" "$ADDRESS_MARKER"', 'rmdir "$STATE_DIR"']:
+                 'ip rule add pref 0 lookup local protocol kernel',
+                 'ip rule del pref "$LOCAL_PREF" lookup local',
+                 'if [ -f "$ADDRESS_MARKER" ]', 'done <"$MANIFEST"', 'nm_restore "$uuid"',
+                 'for f in "$UNIT_LINK" "$UNIT_PATH" "$BODY_PATH" "$MANIFEST" "$MECHANISM_FILE"',
+                 'rmdir "$STATE_DIR"']:
         assert what in script
     assert script.index("ip rule add pref 0 lookup local") < script.index(
         'ip rule del pref "$LOCAL_PREF" lookup local')
+    # The stack's configuration goes before the live state (the stack lets go first).
+    assert script.index('done <"$MANIFEST"') < script.index("stack_reload ||") < script.index(
+        'ip route show table main proto "$RT_PROTO"')
     assert '"result":"%s"' in script and "RESULT=cleaned" in script
 
 
@@ -183,7 +204,7 @@ def test_ha_ports_needs_the_setting_and_states_the_side_effect():
 
 def test_windows_apply_golden():
     ps = gs.render_windows_apply(SPEC)
-    assert lines(ps)[2:7] == ["$Format = 1", "$Mac = '00-0D-3A-12-34-56'",
+    assert lines(ps)[2:7] == ["$Format = 2", "$Mac = '00-0D-3A-12-34-56'",
                               "$SecondaryIp = '10.0.1.11'", "$Gateway = '10.0.1.1'",
                               "$Vips = @('10.0.1.100', '10.0.1.101')"]
     assert "$_.MacAddress -eq $Mac" in ps
@@ -276,7 +297,8 @@ def shape(line: str) -> str:
     """A line with every value it may carry replaced by a placeholder (lists of values by one
     list placeholder, since their length varies)."""
     line = _NUM.sub("<N>", _IP.sub("<IP>", _MAC.sub("<MAC>", line)))
-    line = re.sub(r"(?:tcp|udp)\|<N>/<N>(?: (?:tcp|udp)\|<N>/<N>)*", "<RULES>", line)
+    rule = r"(?:tcp|udp)\|<N>\|ipproto-<N>/<N>"
+    line = re.sub(rf"{rule}(?: {rule})*", "<RULES>", line)
     line = re.sub(r"'<IP>'(?:, '<IP>')*", "<IPS>", line)
     return re.sub(r"<IP>(?: <IP>)+", "<IP>", line)
 

@@ -23,10 +23,18 @@ from collections.abc import Iterable
 from shared.core.guest.spec import (
     ADDRESS_MARKER,
     BODY_PATH,
+    DHCLIENT_ENTER_HOOK,
+    DHCLIENT_EXIT_HOOK,
     FORMAT_VERSION,
     HA_PORTS_SIDE_EFFECT,
     HEREDOC_END,
+    IFUP_HOOK,
     LOCAL_RULE_PREF,
+    MANIFEST,
+    MECHANISM_FILE,
+    NETWORKD_DIR,
+    NETWORKD_DROPIN,
+    NETWORKD_SECONDARY,
     POLICY_TABLE,
     ROUTE_PROTO,
     RULE_PREF,
@@ -34,6 +42,9 @@ from shared.core.guest.spec import (
     UNIT_LINK,
     UNIT_NAME,
     UNIT_PATH,
+    WATCH_UNIT_LINK,
+    WATCH_UNIT_NAME,
+    WATCH_UNIT_PATH,
     GuestRouteSpec,
     Protocol,
     VerifyTarget,
@@ -43,7 +54,7 @@ from shared.core.guest.spec import (
 from shared.core.guest.templates import fill, template
 
 
-# The values the apply script reads; cleanup reads the subset in CLEANUP_VARS.
+# The values the body reads; the installer and cleanup also read the paths in FILE_VARS.
 def _bash_values(spec: GuestRouteSpec) -> dict[str, str]:
     want_rules = " ".join(f"{_ipproto_alt(p)}/{port}" for p, port in spec.narrow_rules)
     return {
@@ -59,19 +70,38 @@ def _bash_values(spec: GuestRouteSpec) -> dict[str, str]:
         "RT_PROTO": str(ROUTE_PROTO),
         "STATE_DIR": STATE_DIR,
         "ADDRESS_MARKER": ADDRESS_MARKER,
+        "MECHANISM_FILE": MECHANISM_FILE,
         "WANT_VIPS": f"'{' '.join(str(v) for v in spec.vips)}'",
         "WANT_RULES": f"'{want_rules}'",
         "WANT_BROAD": "1" if spec.needs_broad_rule else "0",
     }
 
 
-CLEANUP_VARS = ("FORMAT", "PRIMARY_IP", "SECONDARY_IP", "SECONDARY_MAC", "PREFIX_LEN", "TABLE",
-                "RULE_PREF", "LOCAL_PREF", "RT_PROTO", "STATE_DIR", "ADDRESS_MARKER")
+BODY_VARS = ("FORMAT", "PRIMARY_IP", "SECONDARY_IP", "SECONDARY_MAC", "GATEWAY", "PREFIX_LEN",
+             "TABLE", "RULE_PREF", "LOCAL_PREF", "RT_PROTO", "STATE_DIR", "ADDRESS_MARKER",
+             "MECHANISM_FILE", "WANT_VIPS", "WANT_RULES", "WANT_BROAD")
+FILE_VARS = {
+    "BODY_PATH": BODY_PATH, "UNIT_PATH": UNIT_PATH, "UNIT_LINK": UNIT_LINK,
+    "WATCH_UNIT_NAME": WATCH_UNIT_NAME, "WATCH_UNIT_PATH": WATCH_UNIT_PATH,
+    "WATCH_UNIT_LINK": WATCH_UNIT_LINK, "MANIFEST": MANIFEST, "NETWORKD_DIR": NETWORKD_DIR,
+    "DROPIN_NAME": NETWORKD_DROPIN, "SECONDARY_NETWORK_NAME": NETWORKD_SECONDARY,
+    "IFUP_HOOK": IFUP_HOOK, "DHCLIENT_ENTER_HOOK": DHCLIENT_ENTER_HOOK,
+    "DHCLIENT_EXIT_HOOK": DHCLIENT_EXIT_HOOK,
+}
+# What the installer and cleanup read (shellcheck flags any value a script does not use).
+INSTALL_VARS = ("FORMAT", "PRIMARY_IP", "SECONDARY_IP", "SECONDARY_MAC", "GATEWAY", "TABLE",
+                "RULE_PREF", "LOCAL_PREF", "RT_PROTO", "STATE_DIR", "MECHANISM_FILE",
+                "WANT_VIPS", "WANT_RULES", "WANT_BROAD",
+                *(k for k in FILE_VARS if k != "WATCH_UNIT_NAME"))
+CLEANUP_VARS = ("FORMAT", "PRIMARY_IP", "SECONDARY_IP", "SECONDARY_MAC", "GATEWAY",
+                "PREFIX_LEN", "TABLE", "RULE_PREF", "LOCAL_PREF", "RT_PROTO", "STATE_DIR",
+                "ADDRESS_MARKER", "MECHANISM_FILE",
+                *(k for k in FILE_VARS if k != "WATCH_UNIT_LINK"))
 
 
-def _bash_vars(spec: GuestRouteSpec, names: tuple[str, ...] | None = None) -> str:
-    values = _bash_values(spec)
-    return "".join(f"{k}={values[k]}\n" for k in (names or tuple(values)))
+def _bash_vars(spec: GuestRouteSpec, names: tuple[str, ...] = BODY_VARS) -> str:
+    values = {**_bash_values(spec), **FILE_VARS}
+    return "".join(f"{k}={values[k]}\n" for k in names)
 
 
 def _ipproto(p: Protocol) -> tuple[str, int]:
@@ -79,8 +109,10 @@ def _ipproto(p: Protocol) -> tuple[str, int]:
 
 
 def _ipproto_alt(p: Protocol) -> str:
+    """How `ip rule show` may print the protocol: name (with /etc/protocols), number, or
+    ``ipproto-N`` (iproute2 without the name)."""
     name, number = _ipproto(p)
-    return f"{name}|{number}"
+    return f"{name}|{number}|ipproto-{number}"
 
 
 def _header(title: str, spec: GuestRouteSpec) -> str:
@@ -108,10 +140,13 @@ def render_linux_body(spec: GuestRouteSpec) -> str:
                      "leaves through the gateway'")
         steps.append("ensure_broad_rule")
     return (_header("hairpin routes: apply", spec) + _bash_vars(spec) + template("prelude.sh")
-            + template("find_devs.sh") + fill("apply.sh", STEPS="\n".join(steps)))
+            + template("find_devs.sh") + template("kernel.sh") + template("watch.sh")
+            + fill("apply.sh", STEPS="\n".join(steps)))
 
 
 def render_linux_unit() -> str:
+    """The boot unit: the body once the network is up (the stacks do not delete the kernel's
+    pref-0 local rule, so the move after the narrow rules is redone at every boot)."""
     return "\n".join([
         "[Unit]",
         "Description=Azure ILB hairpin routes (azure-ilb-hairpin)",
@@ -129,28 +164,49 @@ def render_linux_unit() -> str:
     ])
 
 
+def render_linux_watch_unit() -> str:
+    """Installed only when no network stack is recognised: re-applies after link and address
+    events (`ip monitor`), so a stack the script does not know cannot keep the routes away."""
+    return "\n".join([
+        "[Unit]",
+        "Description=Azure ILB hairpin routes: re-apply on link and address events",
+        f"After={UNIT_NAME}",
+        "",
+        "[Service]",
+        "Type=simple",
+        f"ExecStart=/bin/bash {BODY_PATH} --watch",
+        "Restart=always",
+        "RestartSec=5",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ])
+
+
 def render_linux_apply(spec: GuestRouteSpec) -> str:
-    """The Run Command (RunShellScript) apply script: runs the body from a temp copy, and only
-    when it succeeded installs it with the boot unit (only files whose content changed)."""
+    """The Run Command (RunShellScript) apply script: finds the guest's network stack, runs the
+    body from a temp copy, and only when it succeeded persists it (the stack's configuration,
+    the boot unit; only files whose content changed); a failure undoes the whole run."""
     body = render_linux_body(spec)
     unit = render_linux_unit()
-    for text in (body, unit):  # the heredoc terminator can never occur inside
+    watch = render_linux_watch_unit()
+    for text in (body, unit, watch):  # the heredoc terminator can never occur inside
         assert HEREDOC_END not in text
-    payload = (f"BODY_PATH={BODY_PATH}\nUNIT_PATH={UNIT_PATH}\nUNIT_LINK={UNIT_LINK}\n"
-               + f"UNIT_NAME={UNIT_NAME}\n"
-               + f"cat >\"$TMPD/body\" <<'{HEREDOC_END}'\n" + body + HEREDOC_END + "\n"
-               + f"cat >\"$TMPD/unit\" <<'{HEREDOC_END}'\n" + unit + HEREDOC_END)
-    return _header("hairpin routes: install and apply", spec) + fill("install.sh", PAYLOAD=payload)
+    payload = "\n".join(f"cat >\"$TMPD/{name}\" <<'{HEREDOC_END}'\n{text}{HEREDOC_END}"
+                        for name, text in (("body", body), ("unit", unit), ("watch", watch)))
+    return (_header("hairpin routes: install and apply", spec) + _bash_vars(spec, INSTALL_VARS)
+            + template("prelude.sh") + template("find_devs.sh") + template("stack.sh")
+            + fill("install.sh", PAYLOAD=payload))
 
 
 def render_linux_cleanup(spec: GuestRouteSpec) -> str:
-    """Run Command cleanup script: removes exactly what apply added (routes tagged with our
-    proto, rules at our pref/table, the moved local rule, the address only if we added it,
-    the persisted files and unit)."""
+    """Run Command cleanup script: removes exactly what apply added (the stack's configuration
+    from the manifest, routes tagged with our proto, rules at our pref/table, the moved local
+    rule after pref 0 is back, the address only if we added it, the unit files)."""
     return (_header("hairpin routes: cleanup", spec) + _bash_vars(spec, CLEANUP_VARS)
-            + f"BODY_PATH={BODY_PATH}\nUNIT_PATH={UNIT_PATH}\nUNIT_LINK={UNIT_LINK}\n"
-            + f"UNIT_NAME={UNIT_NAME}\n"
-            + template("prelude.sh") + template("find_devs.sh") + template("cleanup.sh"))
+            + template("prelude.sh") + template("find_devs.sh") + template("stack.sh")
+            + template("cleanup.sh"))
 
 
 def render_linux_verify(targets: GuestRouteSpec | Iterable[VerifyTarget], *, count: int = 20,

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: stack-owned persistence, numeric selectors, guard and rollback
 
 
 MAX_ROUTES = 16  # keeps the JSON result line far below the 4,096-byte Run Command limit
@@ -51,7 +51,50 @@ UNIT_PATH = f"/etc/systemd/system/{UNIT_NAME}"
 UNIT_LINK = f"/etc/systemd/system/multi-user.target.wants/{UNIT_NAME}"
 
 
+WATCH_UNIT_NAME = "hairpin-routes-watch.service"  # re-applies on link/address events
+
+
+WATCH_UNIT_PATH = f"/etc/systemd/system/{WATCH_UNIT_NAME}"
+
+
+WATCH_UNIT_LINK = f"/etc/systemd/system/multi-user.target.wants/{WATCH_UNIT_NAME}"
+
+
+MECHANISM_FILE = f"{STATE_DIR}/mechanism"  # which stack owns the persistence
+
+
+MANIFEST = f"{STATE_DIR}/manifest"  # every file and directory apply created: cleanup's list
+
+
+NETWORKD_DIR = "/etc/systemd/network"
+
+
+NETWORKD_DROPIN = "50-azure-ilb-hairpin.conf"  # in the primary's <file>.network.d/
+
+
+NETWORKD_SECONDARY = "04-azure-ilb-hairpin-secondary.network"  # before netplan's 10-netplan-*
+
+
+IFUP_HOOK = "/etc/network/if-up.d/azure-ilb-hairpin"
+
+
+DHCLIENT_ENTER_HOOK = "/etc/dhcp/dhclient-enter-hooks.d/azure-ilb-hairpin"
+
+
+DHCLIENT_EXIT_HOOK = "/etc/dhcp/dhclient-exit-hooks.d/azure-ilb-hairpin"
+
+
 HEREDOC_END = "HAIRPIN_ROUTES_EOF"
+
+
+class Mechanism(enum.StrEnum):
+    """Who restores the routes after the network stack's own events (the script's JSON
+    ``mechanism``): the stack itself from its configuration, or our unit plus a watcher."""
+
+    NETWORKD = "networkd"  # .network drop-in + a .network for the secondary (netplan too)
+    NETWORKMANAGER = "networkmanager"  # the profiles' ipv4.routes / ipv4.routing-rules
+    IFUPDOWN = "ifupdown"  # if-up.d and dhclient hooks
+    UNIT_WATCH = "unit-watch"  # none recognised: boot unit + re-apply on link/address events
 
 
 HA_PORTS_SIDE_EFFECT = (
@@ -271,9 +314,12 @@ def describe(spec: GuestRouteSpec, os_type: str = "linux") -> list[str]:
         spec.check_broad_rule()
         lines.append(f"rule pref {RULE_PREF}: from {spec.primary_ip} to {spec.secondary_ip} "
                      f"lookup {POLICY_TABLE} (WARNING: {HA_PORTS_SIDE_EFFECT})")
-    lines.append(f"move the local-table rule from pref 0 to pref {LOCAL_RULE_PREF}")
+    lines.append(f"move the local-table rule from pref 0 to pref {LOCAL_RULE_PREF} (the new "
+                 "one added first; a rule lookup local is never missing)")
     lines.append(f"persist: {BODY_PATH} run at boot by {UNIT_NAME} (enabled for "
-                 "multi-user.target)")
+                 "multi-user.target), and in the configuration of the network stack found in "
+                 "the guest (systemd-networkd/netplan, NetworkManager or ifupdown); with none, "
+                 f"{WATCH_UNIT_NAME} re-applies after link and address events")
     return lines
 
 

@@ -1,4 +1,36 @@
 find_devs || true
+STACK=$(cat "$MECHANISM_FILE" 2>/dev/null) || STACK=unit-watch
+# The watcher and the hooks go first, so that nothing re-applies while the rest goes.
+if [ -d /run/systemd/system ] && [ -e "$WATCH_UNIT_PATH" ]; then
+  systemctl stop "$WATCH_UNIT_NAME" >/dev/null 2>&1 || true
+fi
+# The stack's own configuration next, so that the stack lets go of its copies; then the live
+# state it may have left.
+for f in "$STATE_DIR"/nm-*; do
+  [ -e "$f" ] || continue
+  uuid=${f##*/nm-}
+  nm_restore "$uuid" && change "-nm $uuid"
+done
+if [ "$STACK" = networkmanager ] && [ -n "$CHANGES" ]; then
+  for d in "$PRI_DEV" "$SEC_DEV"; do
+    [ -n "$d" ] && { nmcli device reapply "$d" >/dev/null 2>&1 || warn "nmcli device reapply $d failed"; }
+  done
+fi
+remove_file() { if [ -e "$1" ] || [ -L "$1" ]; then rm -f "$1" && change "-file $1"; fi; }
+if [ -r "$MANIFEST" ]; then
+  while IFS= read -r f; do
+    case "$f" in */|'') ;; *) remove_file "$f" ;; esac
+  done <"$MANIFEST"
+  # Directories we created, deepest first, if nothing else was put in them since.
+  while IFS= read -r d; do
+    rmdir "${d%/}" 2>/dev/null
+  done < <(grep '/$' "$MANIFEST" | sort -r)
+fi
+for f in "$UNIT_LINK" "$UNIT_PATH" "$BODY_PATH" "$MANIFEST" "$MECHANISM_FILE"; do  # format 1
+  remove_file "$f"
+done
+if [ -d /run/systemd/system ] && [ -n "$CHANGES" ]; then systemctl daemon-reload >/dev/null 2>&1 || true; fi
+[ -n "$PRI_DEV" ] && [ -n "$SEC_DEV" ] && { stack_reload || warn "the $STACK reload failed"; }
 # Routes carry our proto tag; rules sit at our pref and table: remove exactly those.
 while read -r dst _; do
   [ -n "$dst" ] || continue
@@ -11,26 +43,28 @@ done < <(ip route show table "$TABLE" proto "$RT_PROTO" 2>/dev/null)
 while read -r line; do
   [ -n "$line" ] || continue
   read -r _ rest <<<"$line"  # drop "100:"
+  rest=${rest% proto *}
+  rest=${rest//ipproto ipproto-/ipproto }  # the number form ip accepts back
   # shellcheck disable=SC2086  # fields of ip's own output, re-used as its arguments
   ip rule del pref "$RULE_PREF" $rest && change "-rule $rest"
+  local_guard
 done < <(ip rule show pref "$RULE_PREF" table "$TABLE" from "$PRIMARY_IP" to "$SECONDARY_IP")
-# Put the local-table rule back at pref 0 (add first, then remove the moved one).
+# Put the kernel's local-table rule back at pref 0 first, then remove the moved one(s).
 if [ -z "$(ip rule show pref 0 table local)" ]; then
-  ip rule add pref 0 lookup local || fail rule 8 "cannot restore the local rule at pref 0"
+  ip rule add pref 0 lookup local protocol kernel || fail rule 8 "cannot restore the local rule at pref 0"
   change "+rule local pref 0"
 fi
-if [ -n "$(ip rule show pref "$LOCAL_PREF" table local)" ]; then
-  ip rule del pref "$LOCAL_PREF" lookup local && change "-rule local pref $LOCAL_PREF"
-fi
+while [ -n "$(ip rule show pref "$LOCAL_PREF" table local)" ]; do
+  ip rule del pref "$LOCAL_PREF" lookup local || break
+  change "-rule local pref $LOCAL_PREF"
+  local_guard
+done
 if [ -f "$ADDRESS_MARKER" ] && [ -n "$SEC_DEV" ]; then
   ip addr del "$SECONDARY_IP/$PREFIX_LEN" dev "$SEC_DEV" 2>/dev/null && change "-address $SECONDARY_IP/$PREFIX_LEN"
 fi
-if [ -L "$UNIT_LINK" ]; then rm -f "$UNIT_LINK" && change "-enable $UNIT_NAME"; fi
-for f in "$UNIT_PATH" "$BODY_PATH" "$ADDRESS_MARKER"; do
-  if [ -e "$f" ]; then rm -f "$f" && change "-file $f"; fi
-done
+remove_file "$ADDRESS_MARKER"
 rmdir "$STATE_DIR" 2>/dev/null
-if [ -d /run/systemd/system ] && [ -n "$CHANGES" ]; then systemctl daemon-reload >/dev/null 2>&1 || true; fi
 RESULT=unchanged
 [ -n "$CHANGES" ] && RESULT=cleaned
-printf '{"result":"%s","os":"linux","format":%d,"changes":[%s]}\n' "$RESULT" "$FORMAT" "$CHANGES"
+printf '{"result":"%s","os":"linux","format":%d,"mechanism":"%s","local_rule":%s,"changes":[%s],"warnings":[%s]}\n' \
+  "$RESULT" "$FORMAT" "$(clean "$STACK")" "$(local_prefs)" "$CHANGES" "$WARNINGS"
