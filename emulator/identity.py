@@ -111,8 +111,9 @@ class TokenService:
         return signing + "." + _b64(sig)
 
     # --- ARM side -------------------------------------------------------------------------
-    def verify(self, authorization: str | None) -> Identity:
-        """Bearer header -> Identity, or ArmError 401 shaped like ARM's."""
+    def verify(self, authorization: str | None, audiences=ARM_AUDIENCES) -> Identity:
+        """Bearer header -> Identity, or ArmError 401 shaped like ARM's. `audiences`: the
+        token audiences the API accepts (ARM's by default; a DCE takes Azure Monitor's)."""
         if not authorization:
             raise _unauth(
                 "AuthenticationFailed",
@@ -135,7 +136,7 @@ class TokenService:
                 "ExpiredAuthenticationToken",
                 "The access token expiry UTC time is earlier than current UTC time.",
             )
-        if str(claims.get("aud", "")).rstrip("/") not in ARM_AUDIENCES:
+        if str(claims.get("aud", "")).rstrip("/") not in audiences:
             raise _unauth(
                 "InvalidAuthenticationTokenAudience",
                 f"The access token has been obtained for wrong audience or resource "

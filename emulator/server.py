@@ -20,6 +20,7 @@ from emulator.guests import GuestModel, RecordingGuest
 from emulator.http import EmulatorHttpServer, handler_for
 from emulator.identity import Identity, TokenService
 from emulator.loading import load_scenario, populate, subscription_of
+from emulator.logs_ingestion import LogsIngestion, logs_handler
 from emulator.lro import Operations
 from emulator.mirrors import Mirrors
 from emulator.pipeline import RequestPipeline
@@ -70,6 +71,7 @@ class Emulator:
         self.faults = Faults()
         self.requests = RequestLog()
         self.events: list[dict] = []  # Event Grid system-topic events of the writes served
+        self.logs = LogsIngestion(self)  # the data collection endpoint (Logs Ingestion API)
         self.on_event = None  # optional callable(event), called as each event is made
         self.lock = threading.RLock()  # one request mutates the model at a time
         self.busy_lock = threading.Lock()
@@ -86,7 +88,7 @@ class Emulator:
         self.net_index: tuple[int, dict] | None = None
         self._servers: list[ThreadingHTTPServer] = []
         self._tmp: tempfile.TemporaryDirectory | None = None
-        self.ca_path = self.base_url = self.identity_endpoint = None
+        self.ca_path = self.base_url = self.identity_endpoint = self.logs_endpoint = None
         populate(self, self.scenario, self.subscription_id)
 
     def _boot(self) -> None:
@@ -158,8 +160,11 @@ class Emulator:
         arm = EmulatorHttpServer((self.host, self._port), handler_for(self, arm=True))
         arm.tls = ctx
         ident = EmulatorHttpServer((self.host, 0), handler_for(self, arm=False))
-        self._servers = [arm, ident]
+        dce = EmulatorHttpServer((self.host, 0), logs_handler(self.logs))
+        dce.tls = ctx  # a DCE is its own HTTPS host ({dce}.{region}.ingest.monitor.azure.com)
+        self._servers = [arm, ident, dce]
         self.base_url = f"https://{self.host}:{arm.server_address[1]}"
+        self.logs_endpoint = f"https://{self.host}:{dce.server_address[1]}"
         self.identity_endpoint = f"http://{self.host}:{ident.server_address[1]}/msi/token"
         self.ops = Operations(self.base_url, self.lro_polls, self.lro_retry_after)
         self._boot()

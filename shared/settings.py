@@ -203,6 +203,11 @@ class Settings:
     # Access key of that topic; None = the managed identity (the template's topic takes only
     # Entra ID). A secret: kept out of repr and error messages.
     notify_topic_key: str | None = field(default=None, repr=False)
+    # Log Analytics (Logs Ingestion API): the data collection endpoint, the DCR's immutable ID
+    # and its stream; endpoint and rule unset = no rows uploaded.
+    logs_endpoint: str | None = None
+    logs_rule_id: str | None = None
+    logs_stream: str = "Custom-Hairpin_CL"
     # Tag put on NICs this project creates (value "true"); rollback touches nothing else.
     managed_tag: str = "hairpin-managed"
     # The function's own managed identity, to recognise its own writes in Event Grid events
@@ -348,6 +353,11 @@ Settings._FIELDS = (
     ),
     _Field("notify_topic_key", "HAIRPIN_NOTIFY_TOPIC_KEY", _text,
            "access key of the notification topic (default: managed identity)"),
+    _Field("logs_endpoint", "HAIRPIN_LOGS_ENDPOINT", _url,
+           "data collection endpoint URL (Logs Ingestion API)"),
+    _Field("logs_rule_id", "HAIRPIN_LOGS_RULE_ID", _text,
+           "immutable ID of the data collection rule (dcr-...)"),
+    _Field("logs_stream", "HAIRPIN_LOGS_STREAM", _text, "stream name of the data collection rule"),
     _Field(
         "managed_tag", "HAIRPIN_MANAGED_TAG", _tag_name, "tag name on NICs this project creates"
     ),

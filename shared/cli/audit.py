@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 
-from shared.cli.common import UsageError, context_from_env, write_file
+from shared.cli.common import UsageError, cli_trigger, context_from_env, write_file
 from shared.core import snapshot as snapshots
 from shared.core.report import to_json, to_text
 from shared.core.report.spreadsheet import to_csv
@@ -72,6 +72,7 @@ def audit_command(args) -> int:
             raise UsageError(str(exc)) from None
         except _azure_errors() as exc:
             raise UsageError(_azure_message(exc)) from None
+    audit.publish_findings(ctx, result, cli_trigger())  # Log Analytics, when configured
     if args.html:
         write_file(args.html, result.html)
     text = {"table": lambda: to_text(result.report), "json": lambda: to_json(result.report),

@@ -217,3 +217,11 @@ class ScopeKind(StrEnum):
     NIC = "nic"
     LB = "lb"  # also for a write or delete of a load balancer's child resource
     VNET = "vnet"  # a subnet write
+
+
+class LogRowKind(StrEnum):
+    """What one Log Analytics row (table Hairpin_CL) records."""
+
+    FINDING = "finding"  # a finding of an audit
+    OUTCOME = "outcome"  # one VM's result in a remediation run
+    DRIFT = "drift"  # one drift item a sweep or an event repaired (or tried to)

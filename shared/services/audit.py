@@ -27,19 +27,21 @@ from typing import Any
 from shared import observability
 from shared.core import arm_ids
 from shared.core import snapshot as snapshots
+from shared.core.journal import Trigger
 from shared.core.report import build_report, exit_status, to_json
 from shared.core.report import html as report_html
 from shared.core.report.overview import trend_between
 from shared.core.risk import Evaluation, evaluate
 from shared.core.scope import ScopeError, resolve_subscriptions
 from shared.core.topology import Topology, gc_paused, topology_from_snapshot
+from shared.core.vocab import TriggerKind
 from shared.storage import snapshot_files
 
 log = logging.getLogger(__name__)
 
 __all__ = ["AuditResult", "StoredAudit", "OnProgress", "NoSubscription", "subscriptions_to_audit",
-           "gather", "previous_report", "run_audit", "scheduled_audit", "latest_or_fresh",
-           "is_true", "prefers_html"]
+           "gather", "previous_report", "run_audit", "publish_findings", "scheduled_audit",
+           "latest_or_fresh", "is_true", "prefers_html"]
 
 # (stage, pages fetched so far, resources seen so far); stage: "resources", "skus", "health".
 OnProgress = Callable[[str, int, int], None]
@@ -312,7 +314,15 @@ def scheduled_audit(ctx):
     record = ctx.reports.save_audit(to_json(result.report), result.html, at=result.generated_at,
                                     summary=summary)
     log.info("scheduled audit %s: %s", record.run_id, summary)
+    publish_findings(ctx, result, Trigger(TriggerKind.TIMER), record.run_id)
     return record
+
+
+def publish_findings(ctx, result: AuditResult, trigger: Trigger,
+                     run_id: str | None = None) -> None:
+    """The audit's findings as Log Analytics rows, when a sink is configured (never raises)."""
+    if ctx.logs is not None:
+        ctx.logs.findings(result.report, trigger, run_id)
 
 
 def latest_or_fresh(ctx, fresh: bool, *, html: bool = False) -> StoredAudit:

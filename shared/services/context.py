@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # adapters are imported when first used: an offline audit loa
     from azure.core.credentials import TokenCredential
 
     from shared.azure.clients import AzureClients
+    from shared.services.log_analytics import LogSink
     from shared.services.notify import Notifier
     from shared.storage.clients import StorageClients
     from shared.storage.journal import Journal
@@ -47,6 +48,7 @@ class ServiceContext:
     locks: LockManager | None = None
     reports: ReportStore | None = None
     notifier: Notifier | None = None
+    logs: LogSink | None = None  # Log Analytics rows (findings, outcomes, drift)
     storage: StorageClients | None = None
     clock: Callable[[], datetime] = _utc_now  # the guard's "now" (maintenance windows)
     run_command_backoff: float = 1.0  # first wait after "another Run Command is running" (409)
@@ -91,14 +93,15 @@ def build_context(settings: Settings, *, budget_seconds: float | None = None,
                   credential: TokenCredential | None = None) -> ServiceContext:
     """The context of one invocation. Storage from the connection string in settings, else from
     the Functions identity-based setting (`AzureWebJobsStorage__accountName`, no keys), else
-    none; notifications when a topic is configured; a deadline `budget_seconds` from now (None:
-    no deadline, as on the command line). `offline` (a snapshot audit): no storage, no
-    notifications."""
+    none; notifications when a topic is configured; Log Analytics rows when a data collection
+    endpoint and rule are; a deadline `budget_seconds` from now (None: no deadline, as on the
+    command line). `offline` (a snapshot audit): no storage, no notifications, no rows."""
     ctx = ServiceContext(settings, credential=credential,
                          deadline=None if budget_seconds is None
                          else time.monotonic() + budget_seconds)
     if offline:
         return ctx
+    from shared.services.log_analytics import LogSink
     from shared.services.notify import Notifier
     from shared.storage.clients import StorageClients
 
@@ -107,4 +110,5 @@ def build_context(settings: Settings, *, budget_seconds: float | None = None,
     elif StorageClients.configured_in(environ):
         ctx.attach_storage(StorageClients.from_env(environ))
     ctx.notifier = Notifier.from_settings(settings)
+    ctx.logs = LogSink.from_settings(settings, credential)
     return ctx

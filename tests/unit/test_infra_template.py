@@ -86,6 +86,11 @@ KNOWN_TYPES = {
     "Microsoft.Network/privateEndpoints/privateDnsZoneGroups": "2024-05-01",
     "Microsoft.Network/privateDnsZones": "2024-06-01",
     "Microsoft.Network/privateDnsZones/virtualNetworkLinks": "2024-06-01",
+    "Microsoft.OperationalInsights/workspaces/tables": "2022-10-01",
+    "Microsoft.Insights/dataCollectionEndpoints": "2023-03-11",
+    "Microsoft.Insights/dataCollectionRules": "2023-03-11",
+    "Microsoft.Insights/workbooks": "2023-06-01",
+    "Microsoft.Insights/scheduledQueryRules": "2023-12-01",
 }
 
 
@@ -518,6 +523,7 @@ def test_data_role_assignments_on_the_app_resources(main):
                                               "storageTableDataContributor",
                                               "storageQueueDataContributor"},
         "Microsoft.Insights/components": {"monitoringMetricsPublisher"},
+        "Microsoft.Insights/dataCollectionRules": {"monitoringMetricsPublisher"},
         "Microsoft.EventGrid/topics": {"eventGridDataSender"},
     }
     # the app starts only after it may read its storage

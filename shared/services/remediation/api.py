@@ -116,6 +116,8 @@ def run_plan(ctx: ServiceContext, pr: PlanResult, trigger: Trigger, *,
             Run(ctx, trigger, operation_id, pr.plan.hash) as run:
         out = _run(ctx, pr, run, approval, mode=mode, resumed=resumed or [])
     observability.record_outcome(out, trigger=trigger.kind)
+    if ctx.logs is not None:
+        ctx.logs.outcome(out, trigger)
     return out
 
 

@@ -89,10 +89,11 @@ def run_work(ctx: Any, work: RemediationWork, remediation: Any = None) -> Outcom
         cleaned = close_stale_routes(ctx, work.vm_id, list(work.stale), work.os_type, outcome)
         if cleaned:
             drift.append("stale_routes_cleaned:" + ",".join(cleaned))
+    repaired = drift if work.call == RemediationCall.ENSURE_GUEST_ROUTES else []
     if ctx.notifier is not None:
-        ctx.notifier.outcome(outcome, work.trigger, vm_id=work.vm_id,
-                             drift=drift if work.call == RemediationCall.ENSURE_GUEST_ROUTES
-                             else ())
+        ctx.notifier.outcome(outcome, work.trigger, vm_id=work.vm_id, drift=repaired)
+    if ctx.logs is not None:
+        ctx.logs.drift(work.vm_id, drift, work.trigger, work.operation, outcome.status)
     return outcome
 
 

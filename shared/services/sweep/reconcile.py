@@ -72,6 +72,8 @@ class SweepReporter:
     def notify(self, outcome: Outcome, vm_id: str | None, drift: list[str]) -> None:
         if self.ctx.notifier is not None:
             self.ctx.notifier.outcome(outcome, self.trigger, vm_id=vm_id, drift=drift)
+        if self.ctx.logs is not None:
+            self.ctx.logs.drift(vm_id, drift, self.trigger, self.sweep_id, outcome.status)
 
     def journal_vm(self, w: VmDrift, calls: list[tuple[RemediationCall, Outcome]],
                    error: str | None = None) -> None:
