@@ -173,9 +173,7 @@ class Fabric:
         self.sh("ip", "-n", ns, "link", "set", dev, "up")
 
     def _used_ips(self) -> set[IPv4Address]:
-        used = set(self.scenario.ipconfig_ips().values())
-        used |= {rule.vip for rule in self.scenario.ilb_rules()}
-        return used
+        return {*self.scenario.ipconfig_ips().values(), *(r.vip for r in self.scenario.ilb_rules())}
 
     def _build_client(self) -> None:
         rules = self.scenario.ilb_rules()
@@ -254,7 +252,9 @@ class Fabric:
         """Deallocate: processes die, interfaces, routes and rules vanish; /etc stays."""
         vm = self.vm(name)
         self._kill_servers(vm)
-        if vm.netns in self._created:
+        if vm.netns in self._created:  # router ports first: a namespace's devices go later
+            for i in range(len(vm.nics)):
+                self.sh("ip", "-n", self.router, "link", "del", f"v{vm.index}n{i}", check=False)
             self.sh("ip", "netns", "del", vm.netns, check=False)
             self._created.remove(vm.netns)
         vm.running = False

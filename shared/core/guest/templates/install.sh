@@ -36,6 +36,8 @@ done
 rc=$?
 if [ "$rc" -ne 0 ]; then cat "$TMPD/out"; exit "$rc"; fi
 while IFS= read -r line; do UNDO+=("$line"); done <"$TMPD/undo"
+# The body's changes are this run's too: reported with the installer's, or as rolled back.
+CHANGES=$(sed -n 's/.*"changes":\[\(.*\)\],"warnings":.*/\1/p' "$TMPD/out" | tail -n 1)
 MANIFEST_NEW=()
 manifest_add() { MANIFEST_NEW+=("$1"); }
 make_dirs() { # $1 dir: create missing levels, each recorded (with a trailing /) and undone
@@ -97,11 +99,6 @@ if ! /bin/bash "$BODY_PATH" --hook >"$TMPD/check" 2>&1; then
 fi
 UNDO=()
 OUT=$(tail -n 1 "$TMPD/out")
-if [ -n "$CHANGES" ]; then  # what the installer itself changed (profiles, stale files)
-  OUT=${OUT/\"result\":\"unchanged\"/\"result\":\"applied\"}
-  case "$OUT" in
-    *'"changes":[]'*) OUT=${OUT/\"changes\":\[\]/\"changes\":[$CHANGES]} ;;
-    *) OUT=${OUT/\"changes\":\[/\"changes\":[$CHANGES,} ;;
-  esac
-fi
+OUT=${OUT/\"changes\":\[*\],\"warnings\"/\"changes\":[$CHANGES],\"warnings\"}
+[ -n "$CHANGES" ] && OUT=${OUT/\"result\":\"unchanged\"/\"result\":\"applied\"}
 printf '%s\n' "$OUT"
