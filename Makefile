@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv node system demo test lint bench clean package checkov
+.PHONY: venv node system demo test test-os lint bench clean package checkov
 
 venv: $(STAMP)
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
@@ -26,6 +26,12 @@ demo: venv node system
 
 test: venv node system checkov
 	$(PY) -m pytest
+
+# The Linux fix in real booted Debian 12 guests, one line per network stack and step
+# (tests/realos/, docs/real-os.md): root, minutes per stack; the images are cached.
+test-os: venv
+	@bash scripts/install-system-packages.sh --realos
+	$(PY) -m tests.realos.matrix
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -58,7 +58,7 @@ Restart=always
 WantedBy=multi-user.target
 UNIT
 chroot "$base" systemctl enable hairpin-listener.service >/dev/null 2>&1
-for unit in apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer fstrim.timer \
+for unit in apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer \
             systemd-timesyncd.service; do
   chroot "$base" systemctl mask "$unit" >/dev/null 2>&1 || true
 done
@@ -125,5 +125,8 @@ done
 rm -rf "$base"
 mv "$WORK" "$OUT"
 touch "$OUT/ready"
+for old in "$CACHE"/*/; do   # images of earlier recipes (the base and .debs stay)
+  case "$(basename "$old")" in "$KEY"|base-*|debs) ;; *) rm -rf "$old" ;; esac
+done
 log "ready: $OUT"
 echo "$OUT"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -110,6 +111,7 @@ class Rig:
     def __exit__(self, *exc) -> None:
         self.machine.power_off()
         self.fabric.close()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def run(self, script: str, timeout: float = 120) -> tuple[int, str, str]:
         return self.machine.run(script, timeout=timeout)

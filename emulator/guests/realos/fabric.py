@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -112,6 +113,8 @@ class RealOsFabric:
         for ns in reversed(self.created):
             self.sh("ip", "netns", "del", ns, check=False)
         self.created.clear()
+        if self.root:
+            shutil.rmtree(self.root, ignore_errors=True)
 
     def router_port(self, dev: str) -> None:
         r = self.router
