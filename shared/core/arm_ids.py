@@ -37,7 +37,8 @@ class InvalidResourceName(ValueError):
     """The text breaks ARM's naming rules for that kind of resource."""
 
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Checked with fullmatch: `$` would also match before a trailing newline.
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,25 +216,25 @@ def name_of(resource_id: str) -> str:
 
 
 def is_subscription_id(text: object) -> bool:
-    return isinstance(text, str) and bool(_GUID.match(text))
+    return isinstance(text, str) and _GUID.fullmatch(text) is not None
 
 
 # ARM naming rules (learn.microsoft.com, "Naming rules and restrictions for Azure resources"),
 # restricted to ASCII: resource groups may contain Unicode letters in ARM, but nothing this
 # project renders into a script needs them, so they are refused here on purpose.
-# kind -> (min length, max length, pattern)
+# kind -> (min length, max length, pattern matched in full)
 _ALNUM_START = r"[A-Za-z0-9]"
 _NAME_RULES: dict[str, tuple[int, int, re.Pattern[str]]] = {
     # NICs, LBs, VNets, subnets, NSGs, ipConfigurations, pools, rules, probes, frontends:
     # alphanumerics, underscores, periods, hyphens; start alphanumeric; end alphanumeric or _.
-    "network": (1, 80, re.compile(rf"^{_ALNUM_START}(?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")),
+    "network": (1, 80, re.compile(rf"{_ALNUM_START}(?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")),
     # Virtual machines: same characters, at most 64 (Windows computer names are shorter,
     # but that is the guest's name, not the ARM resource name).
-    "vm": (1, 64, re.compile(rf"^{_ALNUM_START}(?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")),
+    "vm": (1, 64, re.compile(rf"{_ALNUM_START}(?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")),
     # Resource groups: alphanumerics, underscores, parentheses, hyphens, periods; not ending in '.'.
-    "resource_group": (1, 90, re.compile(r"^[A-Za-z0-9_().-]*[A-Za-z0-9_()-]$")),
+    "resource_group": (1, 90, re.compile(r"[A-Za-z0-9_().-]*[A-Za-z0-9_()-]")),
     # Tag names used as keys by this project (NIC "managed" tag, opt-in tag).
-    "tag": (1, 512, re.compile(r"^[A-Za-z0-9_.:-]+$")),
+    "tag": (1, 512, re.compile(r"[A-Za-z0-9_.:-]+")),
 }
 _KIND_ALIASES = {
     "virtualmachines": "vm",
@@ -263,7 +264,7 @@ def is_valid_name(name: object, kind: str = "network") -> bool:
     if not isinstance(name, str):
         return False
     low, high, pattern = _rule(kind)
-    return low <= len(name) <= high and bool(pattern.match(name))
+    return low <= len(name) <= high and pattern.fullmatch(name) is not None
 
 
 def validate_name(name: object, kind: str = "network") -> str:

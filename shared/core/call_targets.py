@@ -28,7 +28,7 @@ class CallTarget:
 _TARGET_SPLIT = re.compile(r"[,;\s]+")
 
 
-_V6_TARGET = re.compile(r"^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$")
+_V6_TARGET = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?")
 
 
 def parse_call_targets(text: str) -> tuple[CallTarget, ...]:
@@ -39,7 +39,7 @@ def parse_call_targets(text: str) -> tuple[CallTarget, ...]:
     for item in _TARGET_SPLIT.split(text.strip()):
         if not item:
             continue
-        v6 = _V6_TARGET.match(item)
+        v6 = _V6_TARGET.fullmatch(item)
         if v6:
             host, port_text = v6.group(1), v6.group(2)
         elif item.count(":") == 1:

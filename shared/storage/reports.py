@@ -32,13 +32,13 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch: `$` allows a final "\n"
 _CONTENT_TYPES = {"json": "application/json", "html": "text/html; charset=utf-8"}
 INDEX_KEEP = 1000  # index entries kept; older runs stay in storage, listed by their dated path
 
 
 def _check_id(value: str, what: str) -> str:
-    if not _ID.match(value):
+    if not isinstance(value, str) or not _ID.fullmatch(value):
         raise ValueError(f"invalid {what} {value!r}: letters, digits, '.', '_', '-' (max 100)")
     return value
 

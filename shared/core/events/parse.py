@@ -56,8 +56,8 @@ _OPS: dict[str, tuple[str, str]] = {
     op.lower(): (etype, op) for etype, ops in HANDLED_OPERATIONS.items() for op in ops
 }
 _EVENT_TYPES = {t.lower(): t for t in HANDLED_OPERATIONS}
-_RESOURCE_EVENT = re.compile(r"^Microsoft\.Resources\.Resource(Write|Action|Delete)"
-                             r"(Success|Failure|Cancel)$", re.IGNORECASE)
+_RESOURCE_EVENT = re.compile(r"Microsoft\.Resources\.Resource(Write|Action|Delete)"
+                             r"(Success|Failure|Cancel)", re.IGNORECASE)  # fullmatch
 
 
 # --------------------------------------------------------------------------- results
@@ -285,7 +285,7 @@ def _event_type(event_id: str, raw_type: Any) -> str:
     if etype.lower() == "microsoft.eventgrid.subscriptionvalidationevent":
         raise _Verdict(Ignored(event_id, "subscription validation handshake (answered by the "
                                          "host)", etype))
-    if not _RESOURCE_EVENT.match(etype):
+    if not _RESOURCE_EVENT.fullmatch(etype):
         raise _Verdict(Ignored(event_id, f"event type {short(etype)} is not a resource event",
                                etype))
     canonical = _EVENT_TYPES.get(etype.lower())

@@ -22,6 +22,9 @@ def render(spec: GuestRouteSpec, os_type: str, mode: str = "apply") -> str:
     key = (str(os_type).lower(), str(mode).lower())
     if key not in table:
         raise GuestScriptError(f"unknown os/mode {os_type!r:.20}/{mode!r:.20}")
+    if type(spec) is not GuestRouteSpec and key[1] != "verify":  # verify checks its targets
+        # Exactly the validated type: a subclass could override what the templates read.
+        raise GuestScriptError(f"expected a GuestRouteSpec, got {type(spec).__name__}")
     return table[key](spec)
 
 

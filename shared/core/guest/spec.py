@@ -119,14 +119,14 @@ class MacAddress:
 
     @classmethod
     def parse(cls, text: object) -> MacAddress:
-        if isinstance(text, MacAddress):
+        if type(text) is MacAddress:
             return text
-        if not isinstance(text, str) or not _MAC_RE.match(text):
+        if type(text) is not str or not _MAC_RE.fullmatch(text):
             raise GuestScriptError(f"not a MAC address: {text!r:.40}")
         return cls(tuple(int(part, 16) for part in re.split(r"[:-]", text)))
 
     def __post_init__(self) -> None:
-        if len(self.octets) != 6 or not all(isinstance(o, int) and 0 <= o <= 255
+        if len(self.octets) != 6 or not all(type(o) is int and 0 <= o <= 255
                                             for o in self.octets):
             raise GuestScriptError("a MAC address has six octets")
         if self.octets[0] & 1:
@@ -166,10 +166,11 @@ _THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
 
 
 def _ip(value: object, what: str) -> IPv4Address:
-    """IPv4 address from an ``IPv4Address`` or a dotted-quad string; nothing else."""
-    if isinstance(value, IPv4Address):
+    """IPv4 address from an ``IPv4Address`` or a dotted-quad string; nothing else. Exact types:
+    a subclass could render itself (``__str__``/``__format__``) as any script text."""
+    if type(value) is IPv4Address:
         address = value
-    elif isinstance(value, str):
+    elif type(value) is str:
         try:
             address = IPv4Address(value)
         except ValueError:
@@ -183,8 +184,8 @@ def _ip(value: object, what: str) -> IPv4Address:
 
 
 def _port(value: object, what: str, *, allow_zero: bool = False) -> int:
-    # bool is an int subclass: reject it explicitly.
-    if isinstance(value, bool) or not isinstance(value, int):
+    # Exactly int: bool is a subclass, and any subclass may format itself as script text.
+    if type(value) is not int:
         raise GuestScriptError(f"{what}: port must be an integer")
     low = 0 if allow_zero else 1
     if not low <= value <= 65535:
@@ -245,13 +246,13 @@ class GuestRouteSpec:
         for name in ("primary_ip", "secondary_ip", "gateway"):
             object.__setattr__(self, name, _ip(getattr(self, name), name))
         object.__setattr__(self, "secondary_mac", MacAddress.parse(self.secondary_mac))
-        if isinstance(self.prefix_len, bool) or not isinstance(self.prefix_len, int) \
-                or not 8 <= self.prefix_len <= 29:  # Azure subnets: /8 .. /29
+        # Azure subnets: /8 .. /29
+        if type(self.prefix_len) is not int or not 8 <= self.prefix_len <= 29:
             raise GuestScriptError("prefix_len must be an integer between 8 and 29")
         if not isinstance(self.ha_ports_broad_rule_allowed, bool):
             raise GuestScriptError("ha_ports_broad_rule_allowed must be a bool")
         routes = tuple(self.routes)
-        if not all(isinstance(r, VipRoute) for r in routes):
+        if not all(type(r) is VipRoute for r in routes):
             raise GuestScriptError("routes must be VipRoute values")
         if not routes:
             raise GuestScriptError("at least one VIP route is needed")
@@ -324,8 +325,8 @@ def describe(spec: GuestRouteSpec, os_type: str = "linux") -> list[str]:
 
 
 def verify_items(targets: GuestRouteSpec | Iterable[VerifyTarget]) -> tuple[VerifyTarget, ...]:
-    items = targets.verify_targets() if isinstance(targets, GuestRouteSpec) else tuple(targets)
-    if not items or not all(isinstance(t, VerifyTarget) for t in items):
+    items = targets.verify_targets() if type(targets) is GuestRouteSpec else tuple(targets)
+    if not items or not all(type(t) is VerifyTarget for t in items):
         raise GuestScriptError("verification needs at least one VerifyTarget")
     if len(items) > MAX_ROUTES:
         raise GuestScriptError(f"at most {MAX_ROUTES} verification targets")
@@ -333,7 +334,7 @@ def verify_items(targets: GuestRouteSpec | Iterable[VerifyTarget]) -> tuple[Veri
 
 
 def check_count_timeout(count: int, timeout_s: int) -> None:
-    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 200:
+    if type(count) is not int or not 1 <= count <= 200:
         raise GuestScriptError("count must be an integer between 1 and 200")
-    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int) or not 1 <= timeout_s <= 30:
+    if type(timeout_s) is not int or not 1 <= timeout_s <= 30:
         raise GuestScriptError("timeout_s must be an integer between 1 and 30")
