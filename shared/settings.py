@@ -190,7 +190,8 @@ class Settings:
     # ARM base URL override (the local emulator); None = public Azure.
     arm_endpoint: str | None = None
     # Storage for journal, locks and reports: HAIRPIN_STORAGE_CONNECTION, else AzureWebJobsStorage.
-    storage_connection: str | None = None
+    # A secret (its AccountKey): kept out of repr.
+    storage_connection: str | None = field(default=None, repr=False)
     report_container: str = "hairpin-reports"
     lock_container: str = "hairpin-locks"
     journal_table: str = "hairpinjournal"
