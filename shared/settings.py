@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 from shared.core import arm_ids
 from shared.core.call_targets import CallTarget, parse_call_targets
 from shared.core.schedule import MaintenanceWindow, validate_ncrontab
+from shared.core.storage_names import DEFAULT_PREFIX, StorageNames, validate_prefix
 
 __all__ = ["SettingsError", "Settings", "MODES", "FUNCTION_BUDGET_S"]
 
@@ -192,9 +193,9 @@ class Settings:
     # Storage for journal, locks and reports: HAIRPIN_STORAGE_CONNECTION, else AzureWebJobsStorage.
     # A secret (its AccountKey): kept out of repr.
     storage_connection: str | None = field(default=None, repr=False)
-    report_container: str = "hairpin-reports"
-    lock_container: str = "hairpin-locks"
-    journal_table: str = "hairpinjournal"
+    # Every table, container and queue name derives from this prefix (`storage_names`), so
+    # deployments sharing a storage account never read each other's records.
+    storage_prefix: str = DEFAULT_PREFIX
     # Blob lease length for pool/VM locks (Azure allows 15-60 s; renewed while working).
     lock_lease_seconds: int = 60
     # Run Command: how long one script may take before the step is left pending.
@@ -239,6 +240,15 @@ class Settings:
             raise SettingsError(f"mode {self.mode!r}: expected one of {', '.join(MODES)}")
         if not 1 <= self.verify_connects <= 1000:
             raise SettingsError("verify_connects must be 1-1000")
+        try:
+            validate_prefix(self.storage_prefix)
+        except ValueError as exc:
+            raise SettingsError(f"storage_prefix {self.storage_prefix!r:.80}: {exc}",
+                                "HAIRPIN_STORAGE_PREFIX") from None
+
+    @property
+    def storage_names(self) -> StorageNames:
+        return StorageNames(self.storage_prefix)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -331,9 +341,8 @@ Settings._FIELDS = (
         _text,
         "storage connection string (default: AzureWebJobsStorage)",
     ),
-    _Field("report_container", "HAIRPIN_REPORT_CONTAINER", _text, "blob container for reports"),
-    _Field("lock_container", "HAIRPIN_LOCK_CONTAINER", _text, "blob container for lease locks"),
-    _Field("journal_table", "HAIRPIN_JOURNAL_TABLE", _text, "table name for the journal"),
+    _Field("storage_prefix", "HAIRPIN_STORAGE_PREFIX", validate_prefix,
+           "prefix of every table, container and queue name (lowercase letters and digits)"),
     _Field(
         "lock_lease_seconds",
         "HAIRPIN_LOCK_LEASE_SECONDS",

@@ -64,11 +64,12 @@ class ServiceContext:
 
         if isinstance(storage, str):
             storage = StorageClients.from_connection_string(storage)
-        s = self.settings
+        s = self.settings.storage_names
         self.storage = storage
-        self.journal = Journal(storage.table, table=s.journal_table).ensure()
+        self.journal = Journal(storage.table, table=s.journal_table,
+                               state_table=s.state_table).ensure()
         self.locks = LockManager(storage.blob, container=s.lock_container,
-                                 lease_seconds=s.lock_lease_seconds).ensure()
+                                 lease_seconds=self.settings.lock_lease_seconds).ensure()
         self.reports = ReportStore(storage.blob, container=s.report_container).ensure()
         return self
 

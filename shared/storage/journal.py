@@ -13,6 +13,7 @@ read, whatever the size of the journal.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -33,11 +34,17 @@ from shared.core.journal import (
     subject_key,
     utc_now,
 )
+from shared.core.storage_names import StorageNames
 from shared.core.vocab import RecordKind
 
+_DEFAULT = StorageNames()  # names of the default prefix (settings pass the configured ones)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INVERT = 10**17 - 1  # microseconds: good until the year 5138, fixed width (17 digits)
-_KEY_UNSAFE = re.compile(r"[/\\#?\x00-\x1f\x7f]")  # characters Table keys do not allow
+# Table keys forbid '/', '\\', '#', '?' and U+0000-U+001F, U+007F-U+009F ("Understanding the
+# Table service data model"); a lone surrogate cannot be sent at all. A key made only of these
+# printable ASCII characters is used as it is (the form earlier versions wrote); any other key
+# becomes '~' + the SHA-256 of its UTF-8 bytes ('~' is not in the set: the forms never meet).
+_KEY_PLAIN = re.compile(r"[ !\"$%&'()*+,\-.0-9:;<=>@A-Z\[\]^_`a-z{|}]{0,256}")
 
 
 def _micros(ts: datetime) -> int:
@@ -65,8 +72,8 @@ def _drop_none(d: dict) -> dict:
 class Journal:
     """`Journal(table_service).ensure()`; then `append`, `history`, `latest`, open records."""
 
-    def __init__(self, tables: TableServiceClient, *, table: str = "hairpinjournal",
-                 state_table: str = "hairpinstate") -> None:
+    def __init__(self, tables: TableServiceClient, *, table: str = _DEFAULT.journal_table,
+                 state_table: str = _DEFAULT.state_table) -> None:
         self._service = tables
         self._entries: TableClient = tables.get_table_client(table)
         self._state: TableClient = tables.get_table_client(state_table)
@@ -161,7 +168,12 @@ class Journal:
 
     @staticmethod
     def _state_key(vm_id: str, key: str) -> str:
-        return f"{subject_key(vm_id)}_{_KEY_UNSAFE.sub('_', key.strip().lower())}"
+        """`<subject>_<key>`, valid for any string key; UnicodeEncodeError for a lone
+        surrogate (not text: callers reject it as bad input)."""
+        text = key.strip().lower()
+        if _KEY_PLAIN.fullmatch(text) is None:
+            text = "~" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return f"{subject_key(vm_id)}_{text}"
 
     def open_record(self, kind: str, vm_id: str, key: str = "", *, operation_id: str,
                     plan_hash: str | None = None, data=None, exclusive: bool = False) -> bool:

@@ -35,6 +35,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient
 
 from shared.core.arm_ids import normalize
+from shared.core.storage_names import StorageNames
 
 MIN_LEASE_S, MAX_LEASE_S = 15, 60  # what Blob storage accepts for a finite lease
 
@@ -98,7 +99,8 @@ class LockManager:
     """`with LockManager(blob_service).hold([pool_lock(p), vm_lock(v)], operation_id=op) as h:`
     do work, calling `h.check()` before each write."""
 
-    def __init__(self, blobs: BlobServiceClient, *, container: str = "hairpin-locks",
+    def __init__(self, blobs: BlobServiceClient, *,
+                 container: str = StorageNames().lock_container,
                  holder: str | None = None, lease_seconds: int = 30,
                  renew_every: float | None = None) -> None:
         if not MIN_LEASE_S <= lease_seconds <= MAX_LEASE_S:

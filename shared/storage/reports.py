@@ -32,6 +32,8 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
+from shared.core.storage_names import StorageNames
+
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch: `$` allows a final "\n"
 _CONTENT_TYPES = {"json": "application/json", "html": "text/html; charset=utf-8"}
 INDEX_KEEP = 1000  # index entries kept; older runs stay in storage, listed by their dated path
@@ -189,7 +191,8 @@ class CheckpointStore:
 class ReportStore:
     """Everything an audit or a sweep keeps in Blob storage, in one container."""
 
-    def __init__(self, blobs: BlobServiceClient, *, container: str = "hairpin") -> None:
+    def __init__(self, blobs: BlobServiceClient, *,
+                 container: str = StorageNames().report_container) -> None:
         self._container = blobs.get_container_client(container)
         self.reports = Archive(self._container, "reports")
         self.sweeps = Archive(self._container, "sweeps")

@@ -27,9 +27,7 @@ def cli_env(estate, storage_ns, monkeypatch):
     emu, guest, _ = estate(emu_kwargs={"lro_retry_after": 1, "lro_polls": 0})
     for key, value in {
         "HAIRPIN_MODE": "apply", "HAIRPIN_STORAGE_CONNECTION": storage_ns.connection_string,
-        "HAIRPIN_JOURNAL_TABLE": storage_ns.table("clijournal"),
-        "HAIRPIN_LOCK_CONTAINER": storage_ns.container("clilocks"),
-        "HAIRPIN_REPORT_CONTAINER": storage_ns.container("clireports"),
+        "HAIRPIN_STORAGE_PREFIX": storage_ns.prefix + "cli",
         "HAIRPIN_LOCK_LEASE_SECONDS": "15",
     }.items():
         monkeypatch.setenv(key, value)

@@ -58,9 +58,7 @@ def estate(emulator, storage_ns, monkeypatch):
     emu = emulator("default", lro_polls=0)
     for key, value in {
         "HAIRPIN_STORAGE_CONNECTION": storage_ns.connection_string,
-        "HAIRPIN_REPORT_CONTAINER": storage_ns.container("reports"),
-        "HAIRPIN_LOCK_CONTAINER": storage_ns.container("locks"),
-        "HAIRPIN_JOURNAL_TABLE": storage_ns.table("journal"),
+        "HAIRPIN_STORAGE_PREFIX": storage_ns.prefix,
         "HAIRPIN_AUDIT_SCHEDULE": "0 */5 * * * *",
     }.items():
         monkeypatch.setenv(key, value)

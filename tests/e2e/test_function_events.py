@@ -125,9 +125,7 @@ def test_sweep_timer_runs_a_sweep_from_app_settings(functions, emulator, storage
     env = {"HAIRPIN_MODE": "plan", "HAIRPIN_SUBSCRIPTIONS": emu.subscription_id,
            "HAIRPIN_DECLARED_CALLERS": json.dumps({"vm1": ["10.0.1.100:1972"]}),
            "HAIRPIN_STORAGE_CONNECTION": storage_ns.connection_string,
-           "HAIRPIN_JOURNAL_TABLE": storage_ns.table("journal"),
-           "HAIRPIN_REPORT_CONTAINER": storage_ns.container("reports"),
-           "HAIRPIN_LOCK_CONTAINER": storage_ns.container("locks"),
+           "HAIRPIN_STORAGE_PREFIX": storage_ns.prefix,
            "HAIRPIN_LOCK_LEASE_SECONDS": "15", "HAIRPIN_SWEEP_BUDGET_SECONDS": "300"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -85,8 +85,7 @@ def simulated_guest(vm: dict, command_id: str, script: list, parameters: list):
 def _settings(emu, ns, **over) -> Settings:
     values = dict(
         mode="apply", arm_endpoint=emu.base_url, subscriptions=(SUB,),
-        report_container=ns.container("reports"), lock_container=ns.container("locks"),
-        journal_table=ns.table("journal"), lock_lease_seconds=15,
+        storage_prefix=ns.prefix, lock_lease_seconds=15,
         maintenance_window=MaintenanceWindow.parse("daily 00:00-24:00 UTC"),
         # the product's own identity, as the deployment sets it (own writes are recognised)
         identity_principal_id=PRODUCT.principal_id, identity_client_id=PRODUCT.client_id)
@@ -101,11 +100,11 @@ def _context(emu, ns, **over):
     blobs, tables = ns.blob_service(), ns.table_service()
     return ServiceContext(
         settings, polling_interval=0,
-        journal=Journal(tables, table=settings.journal_table,
+        journal=Journal(tables, table=settings.storage_names.journal_table,
                         state_table=ns.table("state")).ensure(),
-        locks=LockManager(blobs, container=settings.lock_container,
+        locks=LockManager(blobs, container=settings.storage_names.lock_container,
                           lease_seconds=settings.lock_lease_seconds).ensure(),
-        reports=ReportStore(blobs, container=settings.report_container).ensure())
+        reports=ReportStore(blobs, container=settings.storage_names.report_container).ensure())
 
 
 @pytest.fixture

@@ -79,9 +79,7 @@ def test_context_takes_storage_from_the_identity_based_setting(azurite, storage_
            "AzureWebJobsStorage__tableServiceUri": azurite.table_endpoint,
            "AzureWebJobsStorage__queueServiceUri": azurite.queue_endpoint}
     assert StorageClients.configured_in(env) and not StorageClients.configured_in({})
-    settings = Settings(journal_table=storage_ns.table("journal"),
-                        lock_container=storage_ns.container("locks"),
-                        report_container=storage_ns.container("reports"))
+    settings = Settings(storage_prefix=storage_ns.prefix)
     storage = StorageClients.from_env(
         env, credential=AzureNamedKeyCredential(ACCOUNT_NAME, ACCOUNT_KEY))
     ctx = ServiceContext(settings).attach_storage(storage)

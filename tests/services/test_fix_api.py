@@ -142,9 +142,7 @@ def test_bindings():
 def _env(monkeypatch, emu, storage_ns):
     for key, value in {
         "HAIRPIN_MODE": "apply", "AzureWebJobsStorage": storage_ns.connection_string,
-        "HAIRPIN_JOURNAL_TABLE": storage_ns.table("fnjournal"),
-        "HAIRPIN_LOCK_CONTAINER": storage_ns.container("fnlocks"),
-        "HAIRPIN_REPORT_CONTAINER": storage_ns.container("fnreports"),
+        "HAIRPIN_STORAGE_PREFIX": storage_ns.prefix + "fn",
         "HAIRPIN_LOCK_LEASE_SECONDS": "15",
     }.items():
         monkeypatch.setenv(key, value)

@@ -221,7 +221,8 @@ def test_one_vm_per_pool_at_a_time(estate, storage_ns):
 
     emu, _, ctx = estate()
     pr = remediation.plan_for_vm(ctx, VM1)
-    other = LockManager(storage_ns.blob_service(), container=ctx.settings.lock_container,
+    other = LockManager(storage_ns.blob_service(),
+                        container=ctx.settings.storage_names.lock_container,
                         lease_seconds=15, holder="other-process")
     held = other.hold([pool_lock(pr.plan.vms[0].pool_ids[0])], operation_id="op-other")
     try:

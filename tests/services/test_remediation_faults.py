@@ -264,7 +264,7 @@ from shared.storage.clients import StorageClients
 
 a = json.loads(sys.argv[1])
 s = Settings(mode="apply", arm_endpoint=a["arm"], storage_connection=a["conn"],
-             journal_table=a["journal"], lock_container=a["locks"], lock_lease_seconds=15)
+             storage_prefix=a["prefix"], lock_lease_seconds=15)
 ctx = ServiceContext(s, credential=ManagedIdentityCredential(), polling_interval=0)
 st = StorageClients.from_connection_string(a["conn"])
 ctx.journal = Journal(st.table, table=a["journal"], state_table=a["state"]).ensure()
@@ -289,9 +289,10 @@ def test_process_killed_between_deallocate_and_attach(estate, storage_ns):
     emu, _, ctx = estate()
     # The attach (VM PATCH) hangs, then the connection drops: the child is killed meanwhile.
     hang = emu.faults.add("PATCH", VM2_NICS, drop_connection=True, delay_seconds=20, times=1)
-    args = {"arm": emu.base_url, "conn": storage_ns.connection_string,
-            "journal": ctx.settings.journal_table, "state": storage_ns.table("state"),
-            "locks": ctx.settings.lock_container, "vm": VM2}
+    args = {"arm": emu.base_url, "conn": storage_ns.connection_string}
+    names = ctx.settings.storage_names
+    args = {**args, "prefix": names.prefix, "journal": names.journal_table,
+            "state": names.state_table, "locks": names.lock_container, "vm": VM2}
     child = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(args)], cwd=ROOT,
                              env={**os.environ, **emu.env()}, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)

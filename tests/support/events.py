@@ -231,9 +231,7 @@ def make_settings(emu, storage_ns=None, **env) -> Settings:
     values = {"HAIRPIN_MODE": "apply", "HAIRPIN_DECLARED_CALLERS": CALLERS,
               "HAIRPIN_ARM_ENDPOINT": emu.base_url}
     if storage_ns is not None:
-        values.update({"HAIRPIN_REPORT_CONTAINER": storage_ns.container("reports"),
-                       "HAIRPIN_LOCK_CONTAINER": storage_ns.container("locks"),
-                       "HAIRPIN_JOURNAL_TABLE": storage_ns.table("journal"),
+        values.update({"HAIRPIN_STORAGE_PREFIX": storage_ns.prefix,
                        "HAIRPIN_LOCK_LEASE_SECONDS": "15"})
     values.update(env)
     return Settings.from_env(values)

@@ -37,9 +37,7 @@ def default_scenario() -> dict:
 
 def settings_for(storage_ns, **overrides) -> Settings:
     values = dict(mode="apply", storage_connection=storage_ns.connection_string,
-                  journal_table=storage_ns.table("journal"),
-                  lock_container=storage_ns.container("locks"),
-                  report_container=storage_ns.container("reports"), lock_lease_seconds=15,
+                  storage_prefix=storage_ns.prefix, lock_lease_seconds=15,
                   verify_connects=20)
     values.update(overrides)
     return Settings(**values)
@@ -51,9 +49,10 @@ def make_ctx(emu, storage_ns, *, clock=None, deadline=None, **overrides) -> Serv
     settings = settings_for(storage_ns, arm_endpoint=emu.base_url, **overrides)
     ctx = ServiceContext(settings, credential=ManagedIdentityCredential(), polling_interval=0,
                          deadline=deadline)
-    ctx.journal = Journal(storage_ns.table_service(), table=settings.journal_table,
-                          state_table=storage_ns.table("state")).ensure()
-    ctx.locks = LockManager(storage_ns.blob_service(), container=settings.lock_container,
+    names = settings.storage_names
+    ctx.journal = Journal(storage_ns.table_service(), table=names.journal_table,
+                          state_table=names.state_table).ensure()
+    ctx.locks = LockManager(storage_ns.blob_service(), container=names.lock_container,
                             lease_seconds=15, holder="test").ensure()
     ctx.run_command_backoff = 0.05
     if clock is not None:

@@ -406,20 +406,21 @@ def test_the_deployed_settings_parse(path, main):
 def test_containers_and_tables_are_the_ones_the_code_uses(main):
     tpl = app_template(main)
     v = tpl["variables"]
-    defaults = Settings()
-    assert v["reportContainer"] == defaults.report_container
-    assert v["lockContainer"] == defaults.lock_container
-    assert v["journalTable"] == defaults.journal_table
-    import inspect
-
-    from shared.storage.journal import Journal
-
-    state_default = inspect.signature(Journal.__init__).parameters["state_table"].default
-    assert v["stateTable"] == state_default
+    # One prefix, given to the app as HAIRPIN_STORAGE_PREFIX; every name derives from it
+    # exactly as shared/core/storage_names.py derives it.
+    names = Settings().storage_names
+    assert v["storagePrefix"] == names.prefix
+    expected = {"reportContainer": "{0}-reports", "lockContainer": "{0}-locks",
+                "journalTable": "{0}journal", "stateTable": "{0}state", "fixQueue": "{0}-fix",
+                "deadLetterContainer": "{0}-deadletter"}
+    for variable, pattern in expected.items():
+        assert v[variable] == f"[format('{pattern}', variables('storagePrefix'))]"
+    assert (names.report_container, names.lock_container, names.journal_table,
+            names.state_table, names.fix_queue) == tuple(
+        expected[k].format(names.prefix)
+        for k in ("reportContainer", "lockContainer", "journalTable", "stateTable", "fixQueue"))
     s = app_settings(main)
-    assert s["HAIRPIN_REPORT_CONTAINER"] == "[variables('reportContainer')]"
-    assert s["HAIRPIN_LOCK_CONTAINER"] == "[variables('lockContainer')]"
-    assert s["HAIRPIN_JOURNAL_TABLE"] == "[variables('journalTable')]"
+    assert s["HAIRPIN_STORAGE_PREFIX"] == "[variables('storagePrefix')]"
     containers = one(tpl, "Microsoft.Storage/storageAccounts/blobServices/containers")
     assert containers["copy"]["count"] == "[length(variables('blobContainers'))]"
     assert set(v["blobContainers"]) == {"[variables('deploymentContainer')]",
@@ -428,9 +429,6 @@ def test_containers_and_tables_are_the_ones_the_code_uses(main):
                                         "[variables('deadLetterContainer')]"}
     assert set(v["tables"]) == {"[variables('journalTable')]", "[variables('stateTable')]"}
     # the queue POST /api/fix writes and the queue trigger reads (on AzureWebJobsStorage)
-    from shared.services import fix_api
-
-    assert v["fixQueue"] == fix_api.FIX_QUEUE
     queue = one(tpl, "Microsoft.Storage/storageAccounts/queueServices/queues")
     assert queue["name"] == "[format('{0}/default/{1}', variables('storageName'), " \
         "variables('fixQueue'))]"
@@ -715,8 +713,9 @@ def test_main_outputs_everything_the_event_subscription_step_needs(main, eventgr
     assert tpl["outputs"]["identityId"]["value"] == "[variables('identityId')]"
     assert tpl["outputs"]["storageAccountId"]["value"] == "[variables('storageId')]"
     assert tpl["outputs"]["systemTopicName"]["value"] == "[variables('systemTopicName')]"
+    # main.json derives it from the storage prefix (its default here)
     assert eventgrid["parameters"]["deadLetterContainer"]["defaultValue"] == \
-        tpl["variables"]["deadLetterContainer"]
+        f"{tpl['variables']['storagePrefix']}-deadletter"
     assert "[variables('deadLetterContainer')]" in tpl["variables"]["blobContainers"]
     # the identity dead-letters into the app's storage (Blob Data Owner there)
     assert "storageBlobDataOwner" in tpl["variables"]["storageRoles"]

@@ -8,16 +8,27 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["MAX_EVENT_BYTES", "text_of", "short", "time_of", "mapping_of"]
+__all__ = ["MAX_EVENT_BYTES", "text_of", "is_text", "short", "time_of", "mapping_of"]
 
 MAX_EVENT_BYTES = 1_048_576  # Event Grid's own limit for one event (1 MB)
 
 
 def text_of(value: Any, limit: int = 4096) -> str | None:
-    """A non-empty string of at most `limit` characters, stripped; else None."""
-    if isinstance(value, str) and value.strip() and len(value) <= limit:
+    """A non-empty string of at most `limit` characters, stripped; else None. A string with a
+    lone surrogate (JSON allows "\\ud800") is not text: it cannot be encoded, stored or sent."""
+    if isinstance(value, str) and value.strip() and len(value) <= limit \
+            and (value.isascii() or is_text(value)):
         return value.strip()
     return None
+
+
+def is_text(value: str) -> bool:
+    """Can `value` be encoded as UTF-8 (no lone surrogate)?"""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def short(value: Any, limit: int = 80) -> str:

@@ -1,0 +1,57 @@
+"""Pure: every table, blob container and queue name of one deployment, from one prefix.
+
+Two deployments that share a storage account must never read each other's records (the state
+table says which VMs a deployment deallocated and will start again), so no name is fixed: all
+derive from `HAIRPIN_STORAGE_PREFIX`. Storage naming rules (learn.microsoft.com, "Naming
+Tables", "Naming and referencing containers", "Naming queues and metadata"): tables 3-63
+alphanumerics starting with a letter; containers and queues 3-63 lowercase letters, digits and
+single hyphens. A prefix of a lowercase letter and up to 54 lowercase letters or digits keeps
+every derived name inside all three rules.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_PREFIX", "StorageNames", "validate_prefix"]
+
+DEFAULT_PREFIX = "hairpin"
+_PREFIX = re.compile(r"[a-z][a-z0-9]{0,54}")  # 55 + len("-reports") = 63
+
+
+def validate_prefix(text: object) -> str:
+    if not isinstance(text, str) or _PREFIX.fullmatch(text) is None:
+        raise ValueError("expected a lowercase letter followed by at most 54 lowercase "
+                         "letters or digits")
+    return text
+
+
+@dataclass(frozen=True)
+class StorageNames:
+    """`StorageNames("hairpin").journal_table == "hairpinjournal"`."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        validate_prefix(self.prefix)
+
+    @property
+    def journal_table(self) -> str:
+        return f"{self.prefix}journal"
+
+    @property
+    def state_table(self) -> str:
+        return f"{self.prefix}state"
+
+    @property
+    def report_container(self) -> str:
+        return f"{self.prefix}-reports"
+
+    @property
+    def lock_container(self) -> str:
+        return f"{self.prefix}-locks"
+
+    @property
+    def fix_queue(self) -> str:
+        return f"{self.prefix}-fix"
