@@ -8,6 +8,7 @@ import azure.functions as func
 
 from shared import observability
 from shared.core.report import to_json
+from shared.core.storage_names import fix_queue_of
 from shared.services import audit, fix_api, health
 from shared.services import events as event_service
 from shared.services import sweep as sweep_service
@@ -102,7 +103,10 @@ def fix_status(req: func.HttpRequest) -> func.HttpResponse:
     return _fix_response(fix_api.http_get(req.route_params.get("operation", "")))
 
 
-@app.queue_trigger(arg_name="msg", queue_name=fix_api.FIX_QUEUE, connection="AzureWebJobsStorage")
+# The host resolves %HAIRPIN_STORAGE_PREFIX% from app settings: the queue POST /api/fix and the
+# event handoff write (Settings.storage_names.fix_queue).
+@app.queue_trigger(arg_name="msg", queue_name=fix_queue_of("%HAIRPIN_STORAGE_PREFIX%"),
+                   connection="AzureWebJobsStorage")
 def fix_worker(msg: func.QueueMessage) -> None:
     # Approved applies (POST /api/fix) and the remediations events hand off; status goes to
     # the journal under the operation, which GET /api/fix/{operation} reads.

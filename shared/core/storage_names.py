@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_PREFIX", "StorageNames", "validate_prefix"]
+__all__ = ["DEFAULT_PREFIX", "StorageNames", "validate_prefix", "fix_queue_of"]
 
 DEFAULT_PREFIX = "hairpin"
 _PREFIX = re.compile(r"[a-z][a-z0-9]{0,54}")  # 55 + len("-reports") = 63
@@ -54,4 +54,10 @@ class StorageNames:
 
     @property
     def fix_queue(self) -> str:
-        return f"{self.prefix}-fix"
+        return fix_queue_of(self.prefix)
+
+
+def fix_queue_of(prefix: str) -> str:
+    """The work queue's name; also given the app-setting expression "%HAIRPIN_STORAGE_PREFIX%"
+    for the queue trigger, which the Functions host resolves the same way."""
+    return f"{prefix}-fix"

@@ -29,15 +29,14 @@ from shared.core.vocab import TriggerKind
 from shared.services import remediation
 from shared.services.context import ServiceContext, build_context
 from shared.services.remediation.work import WORK_KIND, RemediationWork, run_work
-from shared.storage.queues import WORK_QUEUE, queue_sender, queue_source
+from shared.storage.queues import queue_sender, queue_source
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_BODY_BYTES", "FIX_QUEUE", "ApiResponse", "parse_request", "post_fix",
+__all__ = ["MAX_BODY_BYTES", "ApiResponse", "parse_request", "post_fix",
            "get_fix", "run_fix_message", "STATUS_ACTION"]
 
 MAX_BODY_BYTES = 16 * 1024
-FIX_QUEUE = WORK_QUEUE
 STATUS_ACTION = "fix-operation"
 _HASH = re.compile(r"\A[0-9a-f]{64}\Z")
 _OPERATION = re.compile(r"\A[0-9a-f]{32}\Z")
@@ -249,7 +248,7 @@ def http_post(body: bytes | None, principal: str | None = None, environ=None) ->
         enqueue = None
         if source:
             def enqueue(message: dict) -> None:
-                queue_sender(source)(message)
+                queue_sender(source, ctx.settings.storage_names.fix_queue)(message)
         return post_fix(ctx, body, enqueue=enqueue, principal=principal)
     return _guarded(handle)
 

@@ -13,9 +13,11 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from shared.core.storage_names import StorageNames
+
 __all__ = ["WORK_QUEUE", "queue_client", "queue_sender", "queue_source"]
 
-WORK_QUEUE = "hairpin-fix"
+WORK_QUEUE = StorageNames().fix_queue  # the default prefix's; callers pass the configured one
 
 
 def queue_client(source: Any, queue: str = WORK_QUEUE):

@@ -223,5 +223,6 @@ def test_all_eight_functions_are_indexed_with_their_bindings(indexed):
     assert worker["trigger"] == "queueTrigger"
     (q,) = worker["bindings"]
     assert q["name"] == "msg" and q["direction"] == "IN"
-    assert q["queueName"] == "hairpin-fix"  # infra/main.json creates it (test_infra_template)
+    # resolved by the host from the app setting; infra/main.json creates "<prefix>-fix"
+    assert q["queueName"] == "%HAIRPIN_STORAGE_PREFIX%-fix"
     assert q["connection"] == "AzureWebJobsStorage"  # identity-based: AzureWebJobsStorage__*

@@ -13,6 +13,7 @@ import azure.functions as func
 import pytest
 
 from shared.services import fix_api
+from shared.settings import Settings
 from shared.storage import queues
 from tests.support.remediation import VM1, VM2, arm_writes, estate  # noqa: F401 - fixtures
 
@@ -135,7 +136,10 @@ def test_bindings():
     assert (get_b.type, get_b.route, [str(m.value) for m in get_b.methods]) == (
         "httpTrigger", "fix/{operation}", ["GET"])
     assert post_b.auth_level == get_b.auth_level == func.AuthLevel.FUNCTION
-    assert queue_b.type == "queueTrigger" and queue_b.queue_name == fix_api.FIX_QUEUE
+    # The host resolves the app setting: the queue the product writes under that prefix.
+    assert queue_b.type == "queueTrigger" and queue_b.queue_name == "%HAIRPIN_STORAGE_PREFIX%-fix"
+    assert queue_b.queue_name.replace("%HAIRPIN_STORAGE_PREFIX%", "depl2") == Settings.from_env(
+        {"HAIRPIN_STORAGE_PREFIX": "depl2"}).storage_names.fix_queue
     assert queue_b.connection == "AzureWebJobsStorage"
 
 
@@ -176,7 +180,7 @@ def test_http_triggers_end_to_end(estate, storage_ns, monkeypatch):
     status = user_get(request(b"", "GET", {"operation": op}, f"/api/fix/{op}"))
     assert json.loads(status.get_body())["status"] == "queued"
     # The queue trigger, with the message the POST queued.
-    queue = queues.queue_client(storage_ns.connection_string)
+    queue = queues.queue_client(storage_ns.connection_string, storage_ns.prefix + "fn-fix")
     msg = next(m for m in queue.receive_messages() if op in m.content.decode())
     worker(func.QueueMessage(id=msg.id, body=msg.content))
     queue.delete_message(msg)

@@ -4,12 +4,15 @@ HAIRPIN_STORAGE_PREFIX, never see each other's journal, records, reports or lock
 from __future__ import annotations
 
 import pytest
+from azure.storage.queue import QueueServiceClient
 
 from shared.core.journal import JournalEntry, Trigger
-from shared.core.vocab import JournalResult, RecordKind, TriggerKind
+from shared.core.vocab import JournalResult, RecordKind, RemediationCall, TriggerKind
 from shared.services.context import build_context
+from shared.services.remediation.work import RemediationWork, queue_handoff
 from shared.settings import Settings, SettingsError
 from shared.storage.locks import vm_lock
+from shared.storage.queues import queue_client
 
 pytestmark = pytest.mark.azurite
 
@@ -47,11 +50,22 @@ def test_hardening_two_deployments_share_one_storage_account_without_crosstalk(s
     with a.locks.hold([vm_lock(VM)], operation_id="op-a"):
         with b.locks.hold([vm_lock(VM)], operation_id="op-b"):
             pass
+    # A's event handoff goes to A's work queue, which B's worker never reads.
+    env = {"AzureWebJobsStorage": storage_ns.connection_string}
+    queue_handoff(a, env)(RemediationWork.due_within(
+        60, operation="op-a", call=RemediationCall.APPLY, vm_id=VM,
+        trigger=Trigger(TriggerKind.EVENT, "ev-a")))
+    pa, pb = storage_ns.prefix + "a", storage_ns.prefix + "b"
+    queues = QueueServiceClient.from_connection_string(storage_ns.connection_string)
+    assert [q.name for q in queues.list_queues(name_starts_with=storage_ns.prefix)] == [
+        f"{pa}-fix"]
+    (message,) = queue_client(storage_ns.connection_string, f"{pa}-fix").peek_messages()
+    assert "op-a" in message.content.decode()
     # Every table and container either created is named from its own prefix.
     created = names_under(storage_ns) - before
-    pa, pb = storage_ns.prefix + "a", storage_ns.prefix + "b"
     assert created == {f"{pa}journal", f"{pa}state", f"{pa}-reports", f"{pa}-locks",
                        f"{pb}journal", f"{pb}state", f"{pb}-reports", f"{pb}-locks"}
+    queues.delete_queue(f"{pa}-fix")
 
 
 @pytest.mark.parametrize("prefix", ["Hairpin", "hair-pin", "9hairpin", "h" * 56, "hairpin\n"])

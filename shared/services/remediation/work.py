@@ -20,7 +20,7 @@ from shared.core.remediation.outcome import Outcome
 from shared.core.vocab import RemediationCall, TriggerKind
 from shared.services.records import close_stale_routes
 from shared.services.remediation.api import apply, ensure_guest_routes
-from shared.storage.queues import WORK_QUEUE, queue_sender, queue_source
+from shared.storage.queues import queue_sender, queue_source
 
 __all__ = ["WORK_KIND", "RemediationWork", "Handoff", "run_work", "queue_handoff"]
 
@@ -98,7 +98,7 @@ def run_work(ctx: Any, work: RemediationWork, remediation: Any = None) -> Outcom
 
 
 def queue_handoff(ctx: Any, environ: Mapping[str, str] | None = None, *,
-                  queue: str = WORK_QUEUE) -> Handoff:
+                  queue: str | None = None) -> Handoff:
     """A handoff onto the work queue, whose messages expire with their deadline. Raises
     RuntimeError when no storage is configured (the Functions host always has
     AzureWebJobsStorage)."""
@@ -107,6 +107,7 @@ def queue_handoff(ctx: Any, environ: Mapping[str, str] | None = None, *,
         raise RuntimeError("events hand remediations to the work queue, and no storage is "
                            "configured (AzureWebJobsStorage or HAIRPIN_STORAGE_CONNECTION)")
     ttl = int(ctx.settings.event_handoff_ttl_seconds)
+    queue = queue or ctx.settings.storage_names.fix_queue
     sender: list[Callable[[dict], None]] = []
 
     def handoff(work: RemediationWork) -> None:
