@@ -37,9 +37,6 @@ class SettingsError(ValueError):
         self.variable = variable
 
 
-# --------------------------------------------------------------------------- NCRONTAB
-
-
 # --------------------------------------------------------------------------- value parsers
 
 
@@ -328,9 +325,8 @@ Settings._FIELDS = (
         _int_between(1, 1000),
         "connects per VIP:port when verifying",
     ),
-    _Field(
-        "subscriptions", "HAIRPIN_SUBSCRIPTIONS", _subscriptions, "comma-separated subscription IDs"
-    ),
+    _Field("subscriptions", "HAIRPIN_SUBSCRIPTIONS", _subscriptions,
+           "comma-separated subscription IDs"),
     _Field("use_resource_graph", "HAIRPIN_USE_RESOURCE_GRAPH", _bool, "true/false"),
     _Field("audit_schedule", "HAIRPIN_AUDIT_SCHEDULE", _ncrontab, "6-field NCRONTAB"),
     _Field("sweep_schedule", "HAIRPIN_SWEEP_SCHEDULE", _ncrontab, "6-field NCRONTAB"),
@@ -368,9 +364,8 @@ Settings._FIELDS = (
     _Field("logs_rule_id", "HAIRPIN_LOGS_RULE_ID", _text,
            "immutable ID of the data collection rule (dcr-...)"),
     _Field("logs_stream", "HAIRPIN_LOGS_STREAM", _text, "stream name of the data collection rule"),
-    _Field(
-        "managed_tag", "HAIRPIN_MANAGED_TAG", _tag_name, "tag name on NICs this project creates"
-    ),
+    _Field("managed_tag", "HAIRPIN_MANAGED_TAG", _tag_name,
+           "tag name on NICs this project creates"),
     _Field("identity_principal_id", "HAIRPIN_IDENTITY_PRINCIPAL_ID", _text,
            "object id of the function's managed identity"),
     _Field("identity_client_id", "HAIRPIN_IDENTITY_CLIENT_ID", _text,
