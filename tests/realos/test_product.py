@@ -40,9 +40,7 @@ def real_estate(emulator, storage_ns, monkeypatch):
         guest.health_source = lambda: emulator_health(emu)
         for key, value in {
             "HAIRPIN_MODE": "apply", "HAIRPIN_STORAGE_CONNECTION": storage_ns.connection_string,
-            "HAIRPIN_JOURNAL_TABLE": storage_ns.table("journal"),
-            "HAIRPIN_LOCK_CONTAINER": storage_ns.container("locks"),
-            "HAIRPIN_REPORT_CONTAINER": storage_ns.container("reports"),
+            "HAIRPIN_STORAGE_PREFIX": storage_ns.prefix,
         }.items():
             monkeypatch.setenv(key, value)
         monkeypatch.delenv("AzureWebJobsStorage", raising=False)
