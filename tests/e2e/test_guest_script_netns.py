@@ -241,3 +241,32 @@ def test_the_accelerated_networking_vf_is_never_chosen(guest):
     assert fab.guest_run("vm1", ["ip", "link", "set", "vf0", "nomaster"]).returncode == 0
     code, res, _ = run(guest, gs.render_linux_apply(SPEC))
     assert (code, res["error"]) == (3, "ambiguous_mac")
+
+
+def test_verification_reports_what_the_guest_holds_of_the_fix(guest):
+    """Drift visible from Azure: per VIP its route, the rules, the local rule and the mechanism
+    beside the connects; routes lost show as such, and apply (what the sweep calls then) puts
+    them back."""
+    fab = guest.fabric
+
+    def verify() -> dict:
+        code, res, _ = run(guest, gs.render_linux_verify(SPEC, count=N))
+        assert code == (0 if res["ok"] else 1)
+        return res
+
+    res = verify()
+    assert (res["ok"], res["rules"], res["local_rule"], res["mechanism"]) == (
+        False, 0, [0], "none")
+    assert [(v["ok"], v["route"]) for v in res["verify"]] == [(N // 2, False)] * 2
+    assert run(guest, gs.render_linux_apply(SPEC))[0] == 0
+    res = verify()
+    assert (res["ok"], res["rules"], res["local_rule"], res["mechanism"]) == (
+        True, 1, [1000], gs.Mechanism.UNIT_WATCH)
+    assert [(v["ok"], v["route"]) for v in res["verify"]] == [(N, True)] * 2
+    fab.guest_run("vm1", ["ip", "route", "del", f"{VIPS[1]}/32", "table", "main"])  # lost
+    res = verify()
+    assert res["ok"] is False
+    assert [(v["ok"], v["route"]) for v in res["verify"]] == [(N, True), (N // 2, False)]
+    code, res, _ = run(guest, gs.render_linux_apply(SPEC))
+    assert (code, res["changes"]) == (0, [f"+route {VIPS[1]}/32 eth1"])
+    assert verify()["ok"] is True

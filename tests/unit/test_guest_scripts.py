@@ -227,7 +227,9 @@ def test_windows_cleanup_golden():
 
 def test_verify_scripts_golden():
     sh = gs.render_linux_verify(SPEC, count=20, timeout_s=2)
-    assert "COUNT=20\nTIMEOUT=2\n" in sh
+    assert "COUNT=20\nTIMEOUT=2\nRULE_PREF=100\nTABLE=100\n" in sh
+    assert 'route=false\n  [ -n "$(ip route show table main exact "$1/32" 2>/dev/null)" ]' in sh
+    assert '\\"mechanism\\":\\"${MECHANISM:-none}\\"' in sh
     assert [x for x in lines(sh) if x.startswith("probe ")] == [
         "probe 10.0.1.100 1972", "probe 10.0.1.101 1972"]  # UDP skipped
     assert 'timeout "$TIMEOUT" bash -c \'exec 3<>"/dev/tcp/$1/$2"' in sh
@@ -411,8 +413,11 @@ def test_json_result_lines_stay_far_below_the_output_limit():
                        "changes": changes, "warnings": []}, separators=(",", ":"))
     assert len(line) < 2048
     verify = json.dumps({"verify": [{"vip": "223.255.254.255", "port": 65535, "ok": 200,
-                                     "total": 200, "backends": {"x" * 32: 50, "y" * 32: 50,
-                                                                "z" * 32: 50, "other": 50}}
-                                    for _ in range(16)], "ok": True})
+                                     "total": 200, "route": False,
+                                     "backends": {"x" * 32: 50, "y" * 32: 50,
+                                                  "z" * 32: 50, "other": 50}}
+                                    for _ in range(16)], "ok": True, "rules": 16,
+                         "local_rule": [0, 1000, 1000], "mechanism": "networkmanager"},
+                        separators=(",", ":"))
     assert len(verify) < 3500  # and above that the script falls back to a summary line:
     assert 'OUT="{\\"verify\\":[],' in gs.render_linux_verify(SPEC)

@@ -211,9 +211,12 @@ def render_linux_cleanup(spec: GuestRouteSpec) -> str:
 
 def render_linux_verify(targets: GuestRouteSpec | Iterable[VerifyTarget], *, count: int = 20,
                         timeout_s: int = 2) -> str:
-    """bash + coreutils ``timeout`` (present in minimal images): N connects per VIP:port."""
+    """bash + coreutils ``timeout`` (present in minimal images): N connects per VIP:port, and
+    what the guest holds of the fix (per VIP its route; the rules, the local-table rule
+    prefs and the persistence mechanism), so that drift shows from Azure."""
     items = verify_items(targets)
     check_count_timeout(count, timeout_s)
     return ("#!/bin/bash\n# azure-ilb-hairpin verification: N TCP connects per VIP:port.\n"
-            + f"COUNT={count}\nTIMEOUT={timeout_s}\n"
+            + f"COUNT={count}\nTIMEOUT={timeout_s}\nRULE_PREF={RULE_PREF}\nTABLE={POLICY_TABLE}\n"
+            + f"MECHANISM_FILE={MECHANISM_FILE}\n"
             + fill("verify.sh", PROBES="\n".join(f"probe {t.vip} {t.port}" for t in items)))

@@ -14,7 +14,7 @@ from shared.services.remediation.run import RefuseRun, Run
 from shared.services.remediation.steps import StepRecorder
 from shared.settings import Settings
 
-__all__ = ["GuestSteps", "guest_spec", "os_of", "verify_script"]
+__all__ = ["GuestSteps", "guest_facts", "guest_spec", "os_of", "verify_script"]
 
 
 def guest_spec(vm_plan: VmPlan, nic: dict, settings: Settings) -> guest_scripts.GuestRouteSpec:
@@ -90,7 +90,8 @@ class GuestSteps:
         bad_vips = {n["vip"] for n in numbers} - ok_vips
         self._record_verified(ok_vips - bad_vips, bad_vips, numbers)
         all_ok = bool(verify_result.get("ok")) and not bad_vips
-        self.rec.step(StepKind.VERIFY, "passed" if all_ok else "failed", numbers=numbers)
+        self.rec.step(StepKind.VERIFY, "passed" if all_ok else "failed", numbers=numbers,
+                      **guest_facts(verify_result))
         return all_ok
 
     def push(self, live_vm: dict, os_name: str, spec: guest_scripts.GuestRouteSpec) -> None:
@@ -124,10 +125,18 @@ class GuestSteps:
             self.v.vm_id, guest_scripts.command_id(os_name), guest_scripts.script_lines(script),
             vm=live_vm), after=lambda r: r.result)
         numbers = [{"vip": r.get("vip"), "port": r.get("port"), "ok": r.get("ok"),
-                    "total": r.get("total"), "backends": r.get("backends")}
+                    "total": r.get("total"), "backends": r.get("backends"),
+                    **({"route": r["route"]} if "route" in r else {})}
                    for r in result.result.get("verify", [])]
         self.rec.out.verification = numbers
         return numbers, result.result
+
+
+def guest_facts(verify_result: dict) -> dict:
+    """What a Linux guest reported holding of the fix beside its connects (format 2 verify):
+    the narrow rules, the local-table rule prefs, the persistence mechanism; {} otherwise."""
+    return {k: verify_result[k] for k in ("rules", "local_rule", "mechanism")
+            if k in verify_result}
 
     def measure(self, live_vm: dict, os_name: str) -> bool:
         """Connects to the at-risk VIPs of a VM without the fix: how bad is it now?"""

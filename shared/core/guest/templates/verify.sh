@@ -4,6 +4,11 @@ TMP=$(mktemp -d) || exit 2
 trap 'rm -rf "$TMP"' EXIT
 RESULTS=''
 ALL_OK=1
+# What the guest holds of the fix, next to what the connects measure (drift seen from Azure):
+# per VIP its host route; the narrow rules, the local-table rules and the persistence.
+RULES=$(ip rule show pref "$RULE_PREF" table "$TABLE" 2>/dev/null | grep -c .)
+LOCAL_RULE=$(ip rule show table local 2>/dev/null | sed -n 's/^\([0-9]*\):.*/\1/p' | paste -sd, -)
+MECHANISM=$(tr -dc 'a-z-' <"$MECHANISM_FILE" 2>/dev/null)
 # One fresh TCP connection (new source port) per attempt, all in parallel; a server that
 # answers a line first names the backend.
 probe() { # $1 vip, $2 port
@@ -27,11 +32,14 @@ probe() { # $1 vip, $2 port
   done
   for name in "${!per[@]}"; do backends="${backends:+$backends,}\"$name\":${per[$name]}"; done
   [ "$ok" -eq "$COUNT" ] || ALL_OK=0
-  RESULTS="${RESULTS:+$RESULTS,}{\"vip\":\"$1\",\"port\":$2,\"ok\":$ok,\"total\":$COUNT,\"backends\":{$backends}}"
+  local route=false
+  [ -n "$(ip route show table main exact "$1/32" 2>/dev/null)" ] && route=true
+  RESULTS="${RESULTS:+$RESULTS,}{\"vip\":\"$1\",\"port\":$2,\"ok\":$ok,\"total\":$COUNT,\"route\":$route,\"backends\":{$backends}}"
   rm -f "$TMP"/*
 }
 @@PROBES@@
-OUT="{\"verify\":[$RESULTS],\"ok\":$( [ "$ALL_OK" = 1 ] && echo true || echo false )}"
-[ "${#OUT}" -lt 3500 ] || OUT="{\"verify\":[],\"ok\":$( [ "$ALL_OK" = 1 ] && echo true || echo false ),\"truncated\":true}"
+GUEST="\"rules\":$RULES,\"local_rule\":[$LOCAL_RULE],\"mechanism\":\"${MECHANISM:-none}\""
+OUT="{\"verify\":[$RESULTS],\"ok\":$( [ "$ALL_OK" = 1 ] && echo true || echo false ),$GUEST}"
+[ "${#OUT}" -lt 3500 ] || OUT="{\"verify\":[],\"ok\":$( [ "$ALL_OK" = 1 ] && echo true || echo false ),$GUEST,\"truncated\":true}"
 printf '%s\n' "$OUT"
 [ "$ALL_OK" = 1 ] || exit 1
