@@ -15,7 +15,7 @@ from shared.core import snapshot as snapshots
 from shared.core.report import to_json, to_text
 from shared.core.report.spreadsheet import to_csv
 
-FORMATS = ("table", "json", "html", "csv")
+FORMATS = ("table", "json", "html", "csv", "none")  # none: nothing printed, as az -o none
 
 
 def register(subparsers) -> None:
@@ -26,11 +26,15 @@ def register(subparsers) -> None:
     _source_arguments(audit)
     audit.add_argument("--snapshot", metavar="FILE",
                        help="audit this snapshot or emulator scenario file (offline)")
-    audit.add_argument("--format", choices=FORMATS, default="table",
+    audit.add_argument("--format", choices=FORMATS, default=None,
                        help="output format: table, json (the report document), html (the "
-                       "page), csv (one row per finding, for spreadsheets; default: table)")
-    audit.add_argument("--output", metavar="FILE", help="write the report here instead of stdout")
+                       "page), csv (one row per finding, for spreadsheets), none (nothing: "
+                       "the exit status tells; default: table)")
+    audit.add_argument("-o", "--output", metavar="FORMAT|FILE",
+                       help="a format name, as az's --output (table, json, html, csv, none), "
+                       "or a FILE to write the report to instead of stdout")
     audit.add_argument("--html", metavar="FILE", help="also write the HTML report to FILE")
+    _quiet_argument(audit)
     audit.set_defaults(handler=audit_command)
 
     snap = subparsers.add_parser(
@@ -38,8 +42,26 @@ def register(subparsers) -> None:
         description="Write {resources, skus, health} for offline audits "
         "(`hairpin audit --snapshot FILE`).")
     _source_arguments(snap)
-    snap.add_argument("--output", metavar="FILE", required=True, help="snapshot file to write")
+    snap.add_argument("-o", "--output", metavar="FILE", required=True,
+                      help="snapshot file to write")
+    _quiet_argument(snap)
     snap.set_defaults(handler=snapshot_command)
+
+
+def _quiet_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="only errors on stderr: no progress, no notes (as az's "
+                        "--only-show-errors); progress shows only on a terminal anyway")
+
+
+def output_choice(args) -> tuple[str, str | None]:
+    """(format, file or None for stdout) from --format and --output (a format name or a
+    file, as az's --output names a format)."""
+    if args.output in FORMATS:
+        if args.format and args.format != args.output:
+            raise UsageError(f"--format {args.format} and --output {args.output} disagree")
+        return args.output, None
+    return args.format or "table", args.output
 
 
 def _source_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,9 +82,10 @@ def audit_command(args) -> int:
     if args.snapshot and (args.subscriptions or args.resource_graph):
         raise UsageError("--snapshot reads a file: it cannot be combined with --subscription or "
                      "--resource-graph")
-    want_html = args.format == "html" or bool(args.html)
+    fmt, target = output_choice(args)
+    want_html = fmt == "html" or bool(args.html)
     ctx = context_from_env(offline=bool(args.snapshot))
-    with Progress() as progress:
+    with Progress(quiet=args.quiet) as progress:
         try:
             previous = audit.previous_report(ctx) if want_html else None  # the trend
             result = audit.run_audit(ctx, subscriptions=args.subscriptions,
@@ -76,12 +99,13 @@ def audit_command(args) -> int:
     if args.html:
         write_file(args.html, result.html)
     text = {"table": lambda: to_text(result.report), "json": lambda: to_json(result.report),
-            "html": lambda: result.html, "csv": lambda: to_csv(result.report)}[args.format]()
-    if args.output:
-        write_file(args.output, text)
+            "html": lambda: result.html, "csv": lambda: to_csv(result.report),
+            "none": lambda: ""}[fmt]()
+    if target:
+        write_file(target, text)
     else:
         sys.stdout.write(text)
-    if args.html and args.output != args.html:
+    if args.html and target != args.html and not args.quiet:
         print(f"HTML report: {args.html}", file=sys.stderr)
     return result.exit_status
 
@@ -90,7 +114,7 @@ def snapshot_command(args) -> int:
     from shared.services import audit
 
     ctx = context_from_env()
-    with Progress() as progress:
+    with Progress(quiet=args.quiet) as progress:
         try:
             doc = audit.gather(ctx, subscriptions=args.subscriptions,
                                resource_graph=_use_graph(args, ctx), on_progress=progress)
@@ -99,8 +123,9 @@ def snapshot_command(args) -> int:
         except _azure_errors() as exc:
             raise UsageError(_azure_message(exc)) from None
     write_file(args.output, snapshots.dumps(doc))
-    print(f"snapshot: {len(doc['resources'])} resources, {len(doc['skus'])} SKUs, "
-          f"{len(doc['health'])} rule health reads -> {args.output}", file=sys.stderr)
+    if not args.quiet:
+        print(f"snapshot: {len(doc['resources'])} resources, {len(doc['skus'])} SKUs, "
+              f"{len(doc['health'])} rule health reads -> {args.output}", file=sys.stderr)
     return 0
 
 
@@ -131,11 +156,13 @@ def _azure_message(exc) -> str:
 
 
 class Progress:
-    """Discovery progress on stderr when it is a terminal; silent when piped or redirected."""
+    """Discovery progress on stderr when it is a terminal (pages and resources listed, rule
+    health reads); silent when piped or redirected, and with `quiet`."""
 
-    def __init__(self, stream=None, interval: float = 0.1) -> None:
+    def __init__(self, stream=None, interval: float = 0.1, quiet: bool = False) -> None:
         self._stream = stream or sys.stderr
-        self._live = bool(getattr(self._stream, "isatty", lambda: False)())
+        self._live = not quiet and bool(getattr(self._stream, "isatty", lambda: False)())
+        self._health = 0
         self._interval = interval
         self._last = 0.0
         self._stage: str | None = None
@@ -144,13 +171,16 @@ class Progress:
     def __call__(self, stage: str, pages: int, resources: int) -> None:
         if not self._live:
             return
+        if stage == "health":
+            self._health += 1  # one call per rule health read
         now = time.monotonic()
         if stage == self._stage and now - self._last < self._interval:
             return  # throttled, but a new stage always shows (totals so far)
         self._last, self._stage = now, stage
         self._shown = True
+        health = f", {self._health} rule health reads" if self._health else ""
         self._stream.write(f"\r\x1b[Kdiscovering: {pages} pages fetched, {resources} resources "
-                           f"seen ({stage})")
+                           f"seen{health} ({stage})")
         self._stream.flush()
 
     def __enter__(self) -> Progress:

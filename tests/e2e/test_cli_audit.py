@@ -162,14 +162,43 @@ def test_progress_shows_on_a_terminal_only():
     with Progress(tty, interval=0) as progress:
         progress("resources", 3, 250)
         progress("health", 9, 700)
+        progress("health", 10, 700)
     text = tty.getvalue()
-    assert "3 pages fetched, 250 resources seen" in text
-    assert "9 pages fetched, 700 resources seen (health)" in text
+    assert "3 pages fetched, 250 resources seen (resources)" in text
+    assert "9 pages fetched, 700 resources seen, 1 rule health reads (health)" in text
+    assert "10 pages fetched, 700 resources seen, 2 rule health reads (health)" in text
     assert text.endswith("\r\x1b[K")  # the line is cleared for the report
     piped = io.StringIO()
     with Progress(piped, interval=0) as progress:
         progress("resources", 3, 250)
     assert piped.getvalue() == ""
+    quiet = _Terminal()
+    with Progress(quiet, interval=0, quiet=True) as progress:
+        progress("resources", 3, 250)
+    assert quiet.getvalue() == ""
+
+
+def test_output_names_a_format_or_a_file_as_az_does(capsys, tmp_path):
+    seed = str(SCENARIOS / "default.json")
+    assert hairpin(["audit", "--snapshot", seed, "-o", "json"]) == 1
+    assert json.loads(capsys.readouterr().out)["summary"]["by_severity"]["high"] == 2
+    assert hairpin(["audit", "--snapshot", seed, "--output", "none"]) == 1
+    assert capsys.readouterr().out == ""  # the exit status tells
+    target = tmp_path / "report.csv"
+    assert hairpin(["audit", "--snapshot", seed, "--format", "csv", "-o", str(target)]) == 1
+    assert target.read_text().startswith("id,severity,")
+    assert hairpin(["audit", "--snapshot", seed, "--format", "csv", "-o", "json"]) == 2
+    assert "disagree" in capsys.readouterr().err
+
+
+def test_quiet_prints_only_errors(capsys, tmp_path):
+    seed = str(SCENARIOS / "default.json")
+    html = tmp_path / "r.html"
+    assert hairpin(["audit", "--snapshot", seed, "--html", str(html), "-q", "-o", "none"]) == 1
+    assert capsys.readouterr() == ("", "")
+    assert html.read_text().startswith("<!DOCTYPE html>")
+    assert hairpin(["audit", "--snapshot", "/nonexistent", "--quiet"]) == 2
+    assert "cannot read" in capsys.readouterr().err
 
 
 def test_subprocess_on_a_terminal_shows_progress(live, tmp_path):
