@@ -12,16 +12,20 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from shared.core import arm_ids
 from shared.core.vocab import Severity
 
 __all__ = ["GroupCounts", "Trend", "FixCost", "Overview", "build_overview", "is_blocked",
-           "scope_of", "trend_between", "SEVERITY_NAMES"]
+           "scope_of", "trend_between", "SEVERITY_NAMES", "parsed_id", "parent_of"]
 
 SEVERITY_NAMES = tuple(s.value for s in Severity)
 TOP_BLOCKERS = 10
+# A fleet's findings name each VM and pool many times: parse each ID once.
+parsed_id = lru_cache(maxsize=1 << 16)(arm_ids.try_parse)
+parent_of = lru_cache(maxsize=1 << 16)(arm_ids.parent_id)
 
 
 @dataclass
@@ -88,7 +92,7 @@ def is_blocked(finding: Mapping[str, Any]) -> bool:
 
 def scope_of(finding: Mapping[str, Any]) -> tuple[str, str, str]:
     """(subscription, resource group key, load balancer key) of a finding, normalized."""
-    vm = arm_ids.try_parse(finding.get("vm_id"))
+    vm = parsed_id(finding.get("vm_id"))
     lb_key = arm_ids.normalize(finding.get("lb_id") or finding.get("lb_name") or "?")
     if vm is None:
         return "?", "?", lb_key
@@ -115,7 +119,7 @@ def build_overview(findings: Iterable[Mapping[str, Any]],
     for f in findings:
         sub, rg, lb = scope_of(f)
         rg_name = rg.rsplit("/", 1)[-1]
-        vm = arm_ids.try_parse(f.get("vm_id"))
+        vm = parsed_id(f.get("vm_id"))
         if vm is not None and vm.resource_group:
             rg_name = vm.resource_group  # as ARM spells it, for display
         _group(subs, sub, sub).add(f)
@@ -158,7 +162,7 @@ def fix_cost(findings: list[Mapping[str, Any]]) -> FixCost:
             pool = arm_ids.normalize(m.get("pool_id") or "")
             if pool:
                 pools.setdefault(pool, set()).add(vm)
-                lb = arm_ids.parent_id(pool) or ""
+                lb = parent_of(pool) or ""
                 names[pool] = f"{arm_ids.name_of(lb) if lb else '?'}/{arm_ids.name_of(pool)}"
     ranked = tuple(sorted(((k, names[k], len(v)) for k, v in pools.items()),
                           key=lambda p: (-p[2], p[1].lower(), p[0])))

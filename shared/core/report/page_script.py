@@ -280,7 +280,10 @@ JS = r"""
     apply();
     return lbs.length ? picture(lbs[0]) : '';
   }).then(function () {
-    requestAnimationFrame(function () { document.documentElement.dataset.ready = 'true'; });
+    requestAnimationFrame(function () {
+      performance.mark('hairpin-ready');  // the table and the first picture are drawn
+      document.documentElement.dataset.ready = 'true';
+    });
   });
 })();
 """

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from shared.core.arm_ids import name_of, normalize, parent_id
+
+parent_of = lru_cache(maxsize=1 << 16)(parent_id)  # a fleet names each NIC and pool many times
 
 MAX_PICTURE_VMS = 60  # beyond this the picture is unreadable; the table still lists everything
 
@@ -102,13 +105,13 @@ def add_findings(pic: Picture, findings: list[Mapping[str, Any]]) -> None:
         ports = {normalize(p.get("rule_id", "")): port_text(p) for p in f.get("ports", [])}
         nic_key = None
         for m in (f.get("evidence") or {}).get("membership", []):
-            nic_id = parent_id(m.get("ip_config_id") or "") or m.get("ip_config_id") or "?"
+            nic_id = parent_of(m.get("ip_config_id") or "") or m.get("ip_config_id") or "?"
             nic_key = nic_key or normalize(nic_id)
             nic = vm.nics.setdefault(normalize(nic_id), {"name": name_of(nic_id), "ips": set()})
             if m.get("private_ip"):
                 nic["ips"].add(m["private_ip"])
             pool_key = normalize(m.get("pool_id") or "?")
-            lb_name = f.get("lb_name") or name_of(parent_id(pool_key) or "")
+            lb_name = f.get("lb_name") or name_of(parent_of(pool_key) or "")
             pic.pools.setdefault(pool_key, {"name": name_of(pool_key), "lb": lb_name})
             pic.members.add((normalize(nic_id), pool_key))
             text = ports.get(normalize(m.get("rule_id") or ""))
