@@ -270,7 +270,8 @@ class ArmDispatcher:
                 raise ArmError(
                     501, "NotImplemented", f"Resource Graph is not available: {err}"
                 ) from err
-            self.graph = ResourceGraphService()
+            self.graph = ResourceGraphService(
+                response_limit_bytes=self.emu.graph_response_limit_bytes)
         status, headers, out = self.graph.query(body, self.emu.arg_resources(), caller)
         return status, headers or {}, out
 

@@ -80,6 +80,8 @@ class Emulator:
         self.instance_extra: dict[str, dict] = {}
         self.skus: list[dict] = list(self.scenario.get("skus") or [])
         self.health: dict[str, dict] = {}
+        # Resource Graph's 16 MiB page limit; tests lower it to reach it with a small estate.
+        self.graph_response_limit_bytes = 16 * 1024 * 1024
         self.mirrors = Mirrors(self.store, self.power_state)
         self.subscription_id = subscription_id or emu_cfg.get("subscriptionId") or subscription_of(
             self.scenario)

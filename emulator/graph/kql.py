@@ -771,6 +771,17 @@ def _split(s: Any, delim: Any, index: Any = None) -> Any:
     return [parts[i]] if i is not None and 0 <= i < len(parts) else []
 
 
+def _bag_pack(args: tuple) -> dict:
+    """bag_pack(key1, value1, key2, value2, ...): a property bag (keys are strings)."""
+    if len(args) % 2:
+        raise KqlError("bag_pack(): expects an even number of arguments (key, value pairs)",
+                       "InvalidQueryLanguage")
+    keys = args[0::2]
+    if not all(isinstance(k, str) for k in keys):
+        raise KqlError("bag_pack(): keys must be strings", "InvalidQueryLanguage")
+    return dict(zip(keys, args[1::2], strict=True))
+
+
 # name -> (min args, max args, implementation over evaluated args)
 _FUNCTIONS: dict[str, tuple[int, int, Callable[..., Any]]] = {
     "tostring": (1, 1, tostring),
@@ -790,6 +801,8 @@ _FUNCTIONS: dict[str, tuple[int, int, Callable[..., Any]]] = {
     "strcat": (1, 64, lambda *a: "".join(tostring(x) for x in a)),
     "array_length": (1, 1, lambda v: len(v) if isinstance(v, list) else None),
     "pack_array": (0, 64, lambda *a: list(a)),
+    "bag_pack": (0, 128, lambda *a: _bag_pack(a)),
+    "pack": (0, 128, lambda *a: _bag_pack(a)),  # the deprecated name of bag_pack
     "bag_keys": (1, 1, lambda v: list(v) if isinstance(v, dict) else None),
     "isempty": (1, 1, _isempty),
     "isnotempty": (1, 1, lambda v: not _isempty(v)),

@@ -23,6 +23,9 @@ from typing import Any
 from emulator.graph import kql
 
 MAX_PAGE = 1000
+# A page's JSON may not exceed 16 MiB ("Guidance for pagination"); past it ARG answers 400
+# BadRequest with a ResponsePayloadTooLarge detail (microsoft/ARI#199, Azure/cosmos-explorer#1877).
+RESPONSE_LIMIT_BYTES = 16 * 1024 * 1024
 COLUMNS = ["id", "name", "type", "tenantId", "kind", "location", "resourceGroup",
            "subscriptionId", "managedBy", "sku", "plan", "properties", "tags", "identity",
            "zones", "extendedLocation"]  # the Resources table's schema
@@ -142,8 +145,10 @@ def _hhmmss(seconds: float) -> str:
 
 class ResourceGraphService:
     def __init__(self, *, quota: int = 15, window_seconds: float = 5.0,
-                 tenant_id: str = DEFAULT_TENANT, clock: Callable[[], float] = time.monotonic):
+                 tenant_id: str = DEFAULT_TENANT, clock: Callable[[], float] = time.monotonic,
+                 response_limit_bytes: int = RESPONSE_LIMIT_BYTES):
         self.tenant_id = tenant_id
+        self.response_limit_bytes = response_limit_bytes
         self._quota = _Quota(quota, window_seconds, clock)
         self.queries = 0  # queries answered (any status but 429), for request counting
 
@@ -158,7 +163,7 @@ class ResourceGraphService:
                 "details": [{"code": "RateLimiting", "message": _THROTTLED}]}}
         self.queries += 1
         try:
-            return 200, headers, self._run(body or {}, resources)
+            result = self._run(body or {}, resources)
         except kql.KqlError as e:
             detail: dict[str, Any] = {"code": e.code, "message": e.message}
             if e.line >= 0:
@@ -168,6 +173,15 @@ class ResourceGraphService:
             return 400, headers, {"error": {
                 "code": "BadRequest", "message": _support_message(),
                 "details": [{"code": "InvalidQuery", "message": _INVALID}, detail]}}
+        size = len(json.dumps(result, separators=(",", ":")).encode())
+        if size > self.response_limit_bytes:
+            return 400, headers, {"error": {
+                "code": "BadRequest", "message": _support_message(),
+                "details": [{"code": "ResponsePayloadTooLarge", "message": (
+                    f"Response payload size is {size}, and has exceeded the limit of "
+                    f"{self.response_limit_bytes}. Please consider querying less data at a "
+                    "time and make paginated call if needed.")}]}}
+        return 200, headers, result
 
     def _run(self, body: dict, resources: list[dict]) -> dict:
         text = body.get("query")

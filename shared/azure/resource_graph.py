@@ -1,15 +1,17 @@
 """Discovery through Azure Resource Graph: many subscriptions, few requests.
 
 One KQL query (`DISCOVERY_QUERY`) returns every VNet, NIC, load balancer, VM and NSG of the
-given subscriptions, 1,000 rows a page with skip tokens. Each page costs one query of the
-caller's quota (15 per 5 s); when `x-ms-user-quota-remaining` reaches 0 we sleep until
-`x-ms-user-quota-resets-after` instead of running into 429s.
+given subscriptions, 1,000 rows a page with skip tokens, each row with only the properties the
+topology reads (`TOPOLOGY_PROPERTIES`). Each page costs one query of the caller's quota (15 per
+5 s); when `x-ms-user-quota-remaining` reaches 0 we sleep until `x-ms-user-quota-resets-after`
+instead of running into 429s. A page may not exceed 16 MiB: on ARG's ResponsePayloadTooLarge
+the same page is asked for again with half as many rows, and the rest goes on at that size.
 
-ARG rows are turned back into the documents an ARM GET returns, so the topology cannot tell
-the two discovery paths apart: ARG-only columns (tenantId, resourceGroup, subscriptionId) are
-dropped, the resource type gets its ARM casing back from the resource ID, and a VM's power
-state moves from `properties.extended.instanceView.powerState` back to
-`properties.instanceView.statuses`, as in a VM listed with its instance view.
+ARG rows are turned back into the documents an ARM GET returns, cut to the same properties, so
+the topology cannot tell the two discovery paths apart: ARG-only columns (tenantId,
+resourceGroup, subscriptionId) are dropped, the resource type gets its ARM casing back from the
+resource ID, and a VM's power state moves from `properties.extended.instanceView.powerState`
+back to `properties.instanceView.statuses`, as in a VM listed with its instance view.
 """
 
 from __future__ import annotations
@@ -29,16 +31,52 @@ DISCOVERY_TYPES = (
     "microsoft.network/networkinterfaces",
     "microsoft.network/loadbalancers",
     "microsoft.compute/virtualmachines",
+    # Listed as the ARM path lists them (the topology counts them as ignored), but with none of
+    # their properties: a NIC's NSG is its reference.
     "microsoft.network/networksecuritygroups",
 )
+
+# What the topology reads of `properties` (shared/core/topology: networks, interfaces,
+# load_balancers, machines), for every type at once: nothing else is sent back.
+TOPOLOGY_PROPERTIES = (
+    # virtual networks
+    "addressSpace", "subnets",
+    # network interfaces
+    "ipConfigurations", "virtualMachine", "primary", "macAddress", "networkSecurityGroup",
+    "enableIPForwarding", "enableAcceleratedNetworking",
+    # load balancers
+    "frontendIPConfigurations", "backendAddressPools", "loadBalancingRules", "probes",
+    "inboundNatRules",
+    # virtual machines
+    "hardwareProfile", "networkProfile", "storageProfile.osDisk.osType",
+    "osProfile.windowsConfiguration", "osProfile.linuxConfiguration",
+    "extended.instanceView.powerState",
+)
+TOP_LEVEL = ("id", "name", "type", "location", "sku", "tags")
+
+
+def _bag(paths: Sequence[str], prefix: str = "properties") -> str:
+    """bag_pack(...) of the given dotted paths under `prefix`, nested as in the document."""
+    groups: dict[str, list[str]] = {}
+    for path in paths:
+        head, _, rest = path.partition(".")
+        groups.setdefault(head, [])
+        if rest:
+            groups[head].append(rest)
+    parts = []
+    for head, rests in groups.items():
+        value = _bag(rests, f"{prefix}.{head}") if rests else f"{prefix}.{head}"
+        parts.append(f"'{head}', {value}")
+    return "bag_pack(" + ", ".join(parts) + ")"
+
 
 # The exact text sent to ARG (the emulator tests run this same constant). `order by id` keeps
 # paging stable; `id` being a string column is what lets ARG page at all.
 DISCOVERY_QUERY = (
     "Resources\n"
     "| where type in~ (" + ", ".join(f"'{t}'" for t in DISCOVERY_TYPES) + ")\n"
-    "| project id, name, type, location, kind, managedBy, sku, plan, zones, identity,\n"
-    "          extendedLocation, tags, properties\n"
+    "| project " + ", ".join(TOP_LEVEL) + ",\n"
+    "          properties = " + _bag(TOPOLOGY_PROPERTIES) + "\n"
     "| order by id asc"
 )
 
@@ -91,6 +129,22 @@ def arm_type_from_id(resource_id: str, fallback: str) -> str:
     return candidate if candidate.lower() == (fallback or "").lower() else fallback
 
 
+def _without_nulls(bag: dict) -> dict:
+    """A projected bag without the keys its resource does not have: null in the row, or a
+    nested bag of nulls (`storageProfile.osDisk.osType` of a NIC). Other values, empty ones
+    included, stay as the resource has them."""
+    out: dict[str, Any] = {}
+    for key, value in bag.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and value:
+            value = _without_nulls(value)
+            if not value:
+                continue
+        out[key] = value
+    return out
+
+
 def from_arg_row(row: dict) -> dict:
     """An ARG `Resources` row as the raw ARM document of that resource."""
     doc: dict[str, Any] = {}
@@ -103,6 +157,8 @@ def from_arg_row(row: dict) -> dict:
     if "type" in doc and "id" in doc:
         doc["type"] = arm_type_from_id(doc["id"], doc["type"])
     props = doc.get("properties")
+    if isinstance(props, dict):
+        props = doc["properties"] = _without_nulls(props)
     if isinstance(props, dict) and (doc.get("type") or "").lower() == DISCOVERY_TYPES[3]:
         props = dict(props)
         extended = props.pop("extended", None) or {}
@@ -111,6 +167,13 @@ def from_arg_row(row: dict) -> dict:
             props["instanceView"] = {"statuses": [dict(power)]}
         doc["properties"] = props
     return doc
+
+
+def too_large(exc: HttpResponseError) -> bool:
+    """ARG's answer to a page over 16 MiB: 400 BadRequest, detail ResponsePayloadTooLarge."""
+    details = getattr(getattr(exc, "error", None), "details", None) or []
+    return exc.status_code == 400 and any(
+        getattr(d, "code", None) == "ResponsePayloadTooLarge" for d in details)
 
 
 def query_pages(
@@ -122,7 +185,9 @@ def query_pages(
     sleep: Callable[[float], None] = time.sleep,
     max_throttle_waits: int = 5,
 ) -> Iterator[list[dict]]:
-    """Yield the pages (lists of row dicts) of one query over `subscriptions`."""
+    """Yield the pages (lists of row dicts) of one query over `subscriptions`. A page ARG finds
+    too large is asked for again with half the rows (down to one), and later pages keep that
+    size."""
     from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
     subscriptions = list(subscriptions)
@@ -140,7 +205,13 @@ def query_pages(
                 options=QueryRequestOptions(top=page_size, skip_token=skip_token,
                                             result_format="objectArray"),
             )
-            response, headers = _send(client, request, sleep, max_throttle_waits)
+            try:
+                response, headers = _send(client, request, sleep, max_throttle_waits)
+            except HttpResponseError as exc:
+                if not too_large(exc) or page_size <= 1:
+                    raise
+                page_size = max(1, page_size // 2)
+                continue
             yield list(response.data or [])
             out_of_quota_for = 0.0
             if (headers.get("x-ms-user-quota-remaining") or "").strip() == "0":

@@ -164,6 +164,11 @@ CASES = [
      ".instanceView.powerState.code) == \"PowerState/running\" // filter\n| project name",
      [{"name": "vm1"}]),
     ("Resources | where name == @'vm1' and 1.5 > 1 and true | project name", [{"name": "vm1"}]),
+    # bag_pack (and its old name pack): the discovery query's property projection
+    ("Resources | where name == 'vm1' | project b = bag_pack('n', name, 'x', properties.nope,"
+     " 'e', bag_pack('s', tostring(properties.extended.instanceView.powerState.code)))",
+     [{"b": {"n": "vm1", "x": None, "e": {"s": "PowerState/running"}}}]),
+    ("Resources | where name == 'vm1' | project b = pack('n', name)", [{"b": {"n": "vm1"}}]),
 ]
 
 
@@ -200,6 +205,7 @@ ERRORS = [
      "fullouter"),
     ("Resources | where name == 'unterminated", "ParserFailure", 1, 26, None),
     ("Resources | project x = count()", "UnknownFunction", 1, 24, None),
+    ("Resources | project b = bag_pack('a')", "InvalidQueryLanguage", -1, -1, None),
 ]
 
 
