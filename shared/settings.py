@@ -56,6 +56,12 @@ def _bool(value: str) -> bool:
     raise ValueError("expected true/false (also 1/0, yes/no, on/off)")
 
 
+def _platform_flag(value: str) -> bool:
+    # As the Functions host reads WEBSITE_AUTH_ENABLED (.NET bool.TryParse: "True"/"false",
+    # any case, else false): a platform value never stops the app.
+    return value.strip().lower() == "true"
+
+
 def _between(kind: type, low: float, high: float) -> Callable[[str], Any]:
     what = "a whole number" if kind is int else "a number"
 
@@ -227,6 +233,11 @@ class Settings:
     sweep_run_command_workers: int = 4
     sweep_run_command_interval_seconds: float = 1.0
     sweep_item_budget_seconds: float = 120.0
+    # Set by the platform, never by the template: App Service Authentication is on, so the
+    # x-ms-client-principal header comes from it (it strips the one a client sends).
+    platform_auth_enabled: bool = False
+    # Labs only: the function key alone may approve a plan (no verified principal needed).
+    allow_key_only_approvals: bool = False
 
     _FIELDS: ClassVar[tuple[_Field, ...]]
     ENV_VARS: ClassVar[tuple[str, ...]]
@@ -386,6 +397,10 @@ Settings._FIELDS = (
            _float_between(0, 60), "seconds, 0-60"),
     _Field("sweep_item_budget_seconds", "HAIRPIN_SWEEP_ITEM_BUDGET_SECONDS",
            _float_between(1, 3600), "seconds, 1-3600"),
+    _Field("platform_auth_enabled", "WEBSITE_AUTH_ENABLED", _platform_flag,
+           "set by App Service when its authentication is enabled"),
+    _Field("allow_key_only_approvals", "HAIRPIN_ALLOW_KEY_ONLY_APPROVALS", _bool,
+           "true/false (labs: the function key alone approves)"),
 )
 # Read too: AzureWebJobsStorage (fallback for storage_connection) and AZURE_CLIENT_ID (fallback
 # for identity_client_id).

@@ -13,6 +13,7 @@ __all__ = [
     "Mode", "Severity", "ACTIONABLE", "CallerEvidence", "PowerState", "TriggerKind",
     "UNATTENDED", "Status", "Verdict", "StepKind", "JournalAction", "JournalResult",
     "RecordKind", "DriftKind", "RemediationCall", "EventStatus", "EventSchema", "ScopeKind",
+    "ApproverVerdict",
 ]
 
 
@@ -225,3 +226,18 @@ class LogRowKind(StrEnum):
     FINDING = "finding"  # a finding of an audit
     OUTCOME = "outcome"  # one VM's result in a remediation run
     DRIFT = "drift"  # one drift item a sweep or an event repaired (or tried to)
+
+
+class ApproverVerdict(StrEnum):
+    """May this caller approve a plan (POST /api/fix with "approve")?"""
+
+    VERIFIED = "verified"  # App Service Authentication vouches for a holder of the role
+    KEY_ONLY = "key-only"  # the lab setting lets the function key alone approve
+    AUTH_NOT_ENABLED = "auth-not-enabled"  # the platform vouches for no one on this app
+    NOT_SIGNED_IN = "not-signed-in"  # no token came with the request
+    UNREADABLE = "unreadable"  # the platform's principal header could not be read
+    MISSING_ROLE = "missing-role"  # verified, but without the approver app role
+
+    @property
+    def accepted(self) -> bool:
+        return self in (ApproverVerdict.VERIFIED, ApproverVerdict.KEY_ONLY)

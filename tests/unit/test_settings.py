@@ -39,8 +39,9 @@ def test_every_field_has_one_env_var():
     # + the AzureWebJobsStorage and AZURE_CLIENT_ID fallbacks
     assert len([f for f in fields(Settings)]) == len(names) - 2
     assert "HAIRPIN_MODE" in names and "AzureWebJobsStorage" in names
+    # the platform's own: WEBSITE_AUTH_ENABLED (App Service Authentication is on)
     assert all(n.startswith("HAIRPIN_") for n in names
-               if n not in ("AzureWebJobsStorage", "AZURE_CLIENT_ID"))
+               if n not in ("AzureWebJobsStorage", "AZURE_CLIENT_ID", "WEBSITE_AUTH_ENABLED"))
 
 
 def test_full_environment():
