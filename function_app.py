@@ -7,6 +7,7 @@ import logging
 import azure.functions as func
 
 from shared import observability
+from shared.core.approvals import CLIENT_PRINCIPAL_HEADER
 from shared.core.report import to_json
 from shared.core.storage_names import fix_queue_of
 from shared.services import audit, fix_api, health
@@ -91,11 +92,10 @@ def _fix_response(resp: fix_api.ApiResponse) -> func.HttpResponse:
 @app.route(route="fix", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def fix_post(req: func.HttpRequest) -> func.HttpResponse:
     # Dry run by default; {"approve": "<plan hash>"} queues the apply (202 + status URL).
-    # Only App Service Authentication vouches for this header; with function keys alone any
-    # caller can set it, so the journal records it as claimed, not verified.
-    claimed = req.headers.get("x-ms-client-principal-name")
+    # The approver comes from App Service Authentication's header, read only while the
+    # platform says its auth is on (shared/core/approvals.py).
     return _fix_response(fix_api.http_post(req.get_body(),
-                                           f"claimed:{claimed}" if claimed else None))
+                                           req.headers.get(CLIENT_PRINCIPAL_HEADER)))
 
 
 @app.route(route="fix/{operation}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

@@ -127,6 +127,8 @@ def cmd_history(args) -> int:
     for e in entries:
         who = e["trigger"]["kind"] + (f"/{e['trigger']['principal']}"
                                       if e["trigger"].get("principal") else "")
+        if e["trigger"].get("principal_name"):
+            who += f" ({e['trigger']['principal_name']})"
         line = (f"{e['timestamp']}  {e['action']:<15} {e['result']:<10} {who:<20} "
                 f"op {e['operation_id'][:12]}  plan {(e['plan_hash'] or '-')[:12]}")
         print(line)

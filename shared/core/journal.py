@@ -32,6 +32,7 @@ class Trigger:
     kind: TriggerKind
     event_id: str | None = None
     principal: str | None = None  # object id / UPN / "managed-identity"
+    principal_name: str | None = None  # a verified principal's display name, beside its id
 
 
 _clock_lock = threading.Lock()
@@ -88,7 +89,8 @@ class JournalEntry:
                 "result": self.result, "plan_hash": self.plan_hash,
                 "operation_id": self.operation_id, "trigger": {
                     "kind": self.trigger.kind, "event_id": self.trigger.event_id,
-                    "principal": self.trigger.principal},
+                    "principal": self.trigger.principal,
+                    "principal_name": self.trigger.principal_name},
                 "before": self.before, "after": self.after, "error": self.error}
 
 

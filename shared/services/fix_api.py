@@ -7,10 +7,15 @@ status under their operation, so `GET /api/fix/{operation}` answers for either.
 POST body: `{"vm_id": "<VM resource ID>"}` or `{"finding_id": "hp-..."}`, optional
 `"subscription_id"` (for finding IDs) and `"approve": "<plan hash>"`.
 - no `approve`: a dry run, 200 with the plan (JSON and text) and the hash to approve;
-- `approve` equal to the current plan hash: the apply is queued (Storage queue) and the answer
-  is 202 with `Location`/`status_url` = `/api/fix/{operation}`;
+- `approve` equal to the current plan hash, from a caller App Service Authentication verified
+  as holding the app role `Hairpin.Approver` (`shared.core.approvals`; or any key holder when
+  HAIRPIN_ALLOW_KEY_ONLY_APPROVALS is on): the apply is queued (Storage queue) and the answer
+  is 202 with `Location`/`status_url` = `/api/fix/{operation}`; the journal records the
+  verified object id and name;
 - bad input: 4xx with a one-line message (never a stack trace): 400 malformed JSON / fields /
-  IDs, 404 unknown VM or finding, 409 stale approval, 413 body too large, 415 not JSON.
+  IDs, 401 approval without a signed-in caller, 403 approval by a caller without the role or
+  on an app without App Service Authentication, 404 unknown VM or finding, 409 stale
+  approval, 413 body too large, 415 not JSON.
 The operation's status lives in the journal (global partition, action `fix-operation`), so any
 instance can answer GET.
 """
@@ -24,8 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.core.approvals import ApproverCheck, check_approver
 from shared.core.journal import JournalEntry, Trigger
-from shared.core.vocab import TriggerKind
+from shared.core.vocab import ApproverVerdict, TriggerKind
 from shared.services import remediation
 from shared.services.context import ServiceContext, build_context
 from shared.services.remediation.work import WORK_KIND, RemediationWork, run_work
@@ -33,7 +39,7 @@ from shared.storage.queues import queue_sender, queue_source
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_BODY_BYTES", "ApiResponse", "parse_request", "post_fix",
+__all__ = ["MAX_BODY_BYTES", "ApiResponse", "parse_request", "approver_of", "post_fix",
            "get_fix", "run_fix_message", "STATUS_ACTION"]
 
 MAX_BODY_BYTES = 16 * 1024
@@ -41,6 +47,10 @@ STATUS_ACTION = "fix-operation"
 _HASH = re.compile(r"\A[0-9a-f]{64}\Z")
 _OPERATION = re.compile(r"\A[0-9a-f]{32}\Z")
 _FIELDS = {"vm_id", "finding_id", "approve", "subscription_id"}
+# A refused approver: 401 when no one signed in (or the platform's word is unreadable),
+# 403 when the caller is known and not allowed, or no one can be verified on this app.
+_REFUSED_STATUS = {ApproverVerdict.NOT_SIGNED_IN: 401, ApproverVerdict.UNREADABLE: 401,
+                   ApproverVerdict.MISSING_ROLE: 403, ApproverVerdict.AUTH_NOT_ENABLED: 403}
 
 
 @dataclass
@@ -98,13 +108,26 @@ def parse_request(body: bytes | str | None) -> dict | ApiResponse:
     return doc
 
 
+def approver_of(ctx: ServiceContext, client_principal: str | None) -> ApproverCheck:
+    """Who approves: `client_principal` is the request's x-ms-client-principal header."""
+    return check_approver(client_principal,
+                          platform_auth_enabled=ctx.settings.platform_auth_enabled,
+                          key_only_allowed=ctx.settings.allow_key_only_approvals)
+
+
 def post_fix(ctx: ServiceContext, body: bytes | str | None, *,
-             enqueue: Callable[[dict], None] | None = None, principal: str | None = None,
+             enqueue: Callable[[dict], None] | None = None,
+             client_principal: str | None = None,
              status_url_base: str = "/api/fix") -> ApiResponse:
     """Dry run (default) or queue an approved apply."""
     doc = parse_request(body)
     if isinstance(doc, ApiResponse):
         return doc
+    approver = approver_of(ctx, client_principal) if doc.get("approve") is not None else None
+    if approver is not None and not approver.accepted:
+        log.warning("fix: approval refused (%s)", approver.verdict)
+        return _error(_REFUSED_STATUS[approver.verdict], approver.reason,
+                      approver=str(approver.verdict))
     target = doc.get("vm_id") or doc.get("finding_id")
     try:
         remediation.parse_target(target)
@@ -135,10 +158,11 @@ def post_fix(ctx: ServiceContext, body: bytes | str | None, *,
         return _error(503, "applies run from a Storage queue: storage is not configured "
                            "(HAIRPIN_STORAGE_CONNECTION or AzureWebJobsStorage)")
     operation = remediation.new_operation_id()
-    trigger = Trigger(TriggerKind.HTTP, principal=principal)
+    trigger = Trigger(TriggerKind.HTTP, principal=approver.journal_principal,
+                      principal_name=approver.journal_name)
     message = {"operation": operation, "target": target, "approval": plan.hash,
                "subscription_id": doc.get("subscription_id") or pr.subscription_id,
-               "principal": principal}
+               "principal": trigger.principal, "principal_name": trigger.principal_name}
     _status(ctx, operation, "queued", trigger, after={"target": target, "plan_hash": plan.hash})
     try:
         enqueue(message)
@@ -163,8 +187,9 @@ def run_fix_message(ctx: ServiceContext, message: bytes | str | dict) -> remedia
     except Exception:  # noqa: BLE001
         log.error("fix queue: dropping a malformed message")
         return None
-    trigger = work.trigger if work is not None else Trigger(TriggerKind.HTTP,
-                                                            principal=doc.get("principal"))
+    trigger = work.trigger if work is not None else Trigger(
+        TriggerKind.HTTP, principal=doc.get("principal"),
+        principal_name=doc.get("principal_name"))
     done = ctx.journal.latest(None, action=STATUS_ACTION, operation_id=operation)
     if done is not None and done.result not in ("queued", "running", "pending"):
         log.info("fix %s already ended (%s): duplicate delivery ignored", operation, done.result)
@@ -241,7 +266,8 @@ def _guarded(handler: Callable[[], ApiResponse]) -> ApiResponse:
         return _error(500, f"internal error ({type(exc).__name__}); see the function logs")
 
 
-def http_post(body: bytes | None, principal: str | None = None, environ=None) -> ApiResponse:
+def http_post(body: bytes | None, client_principal: str | None = None,
+              environ=None) -> ApiResponse:
     def handle() -> ApiResponse:
         ctx = context_from_env(environ)
         source = queue_source(ctx.settings, ctx.storage, environ)
@@ -249,7 +275,7 @@ def http_post(body: bytes | None, principal: str | None = None, environ=None) ->
         if source:
             def enqueue(message: dict) -> None:
                 queue_sender(source, ctx.settings.storage_names.fix_queue)(message)
-        return post_fix(ctx, body, enqueue=enqueue, principal=principal)
+        return post_fix(ctx, body, enqueue=enqueue, client_principal=client_principal)
     return _guarded(handle)
 
 

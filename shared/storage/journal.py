@@ -149,6 +149,7 @@ class Journal:
             "plan_hash": e.plan_hash, "operation_id": e.operation_id,
             "trigger_kind": e.trigger.kind, "trigger_event_id": e.trigger.event_id,
             "trigger_principal": e.trigger.principal,
+            "trigger_principal_name": e.trigger.principal_name,
             "before": None if e.before is None else cap_json(e.before),
             "after": None if e.after is None else cap_json(e.after),
             "error": cap_text(e.error), "at": e.timestamp.astimezone(UTC),
@@ -159,7 +160,7 @@ class Journal:
         return JournalEntry(
             action=d["action"], result=d["result"], operation_id=d["operation_id"],
             trigger=Trigger(d["trigger_kind"], d.get("trigger_event_id"),
-                            d.get("trigger_principal")),
+                            d.get("trigger_principal"), d.get("trigger_principal_name")),
             vm_id=d.get("vm_id"), plan_hash=d.get("plan_hash"), step=d.get("step"),
             before=_loads(d.get("before")), after=_loads(d.get("after")), error=d.get("error"),
             timestamp=_plain(d["at"]), entry_id=d["RowKey"])

@@ -5,6 +5,7 @@ objects)."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import sys
@@ -12,17 +13,34 @@ import sys
 import azure.functions as func
 import pytest
 
+from shared.core.approvals import APPROVER_ROLE, KEY_ONLY_PRINCIPAL
 from shared.services import fix_api
 from shared.settings import Settings
 from shared.storage import queues
+from tests.support.easy_auth import (
+    SignedIn,
+    client_principal_header,
+    headers_reaching_the_app,
+    host_environment,
+)
 from tests.support.remediation import VM1, VM2, arm_writes, estate  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.azurite
 
 
+ALICE = SignedIn("3f2504e0-4f89-41d3-9a0c-0305e82c3301", "alice@contoso.com",
+                 roles=(APPROVER_ROLE,))
+BOB = SignedIn("7c9e6679-7425-40de-944b-e07fc1f90ae7", "bob@contoso.com", roles=("Reader",))
+
+
 def post(ctx, body, **kw):
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     return fix_api.post_fix(ctx, data, **kw)
+
+
+def as_platform_sends(who):
+    """The x-ms-client-principal the app receives for `who` with App Service auth on."""
+    return client_principal_header(who)
 
 
 def test_dry_run_returns_the_plan_and_writes_nothing(estate):
@@ -68,13 +86,64 @@ def test_body_over_the_limit_is_413(estate):
 
 
 def test_stale_approval_is_409(estate):
-    _, _, ctx = estate()
-    resp = post(ctx, {"vm_id": VM1, "approve": "b" * 64})
+    _, _, ctx = estate(platform_auth_enabled=True)
+    resp = post(ctx, {"vm_id": VM1, "approve": "b" * 64},
+                client_principal=as_platform_sends(ALICE))
     assert resp.status == 409 and "stale approval" in resp.body["error"]
 
 
-def test_approved_apply_is_queued_then_run_by_the_worker(estate, storage_ns):
+def _refused(ctx, emu, principal):
+    """An approval of the current plan that must be refused before anything is read or
+    queued."""
+    plan_hash = post(ctx, {"vm_id": VM1}).body["plan_hash"]
+    emu.requests.reset()
+    queued = []
+    resp = post(ctx, {"vm_id": VM1, "approve": plan_hash}, enqueue=queued.append,
+                client_principal=principal)
+    assert queued == [] and emu.requests.writes() == []
+    assert "Traceback" not in json.dumps(resp.body)
+    return resp
+
+
+def test_approval_is_refused_when_platform_auth_is_not_enabled(estate):
+    # Auth off: the platform passes a client's header through, so a forged one is ignored.
     emu, _, ctx = estate()
+    resp = _refused(ctx, emu, as_platform_sends(ALICE))
+    assert resp.status == 403 and resp.body["approver"] == "auth-not-enabled"
+    assert "App Service Authentication" in resp.body["error"]
+    assert "ignored" in resp.body["error"]
+
+
+def test_approval_by_a_principal_without_the_role_is_403(estate):
+    emu, _, ctx = estate(platform_auth_enabled=True)
+    resp = _refused(ctx, emu, as_platform_sends(BOB))
+    assert resp.status == 403 and resp.body["approver"] == "missing-role"
+    assert resp.body["error"].startswith(
+        f"bob@contoso.com ({BOB.object_id}) does not hold the app role Hairpin.Approver")
+
+
+def test_approval_without_a_signed_in_caller_is_401(estate):
+    emu, _, ctx = estate(platform_auth_enabled=True)
+    resp = _refused(ctx, emu, None)
+    assert resp.status == 401 and "bearer token" in resp.body["error"].lower()
+
+
+def test_key_only_approvals_work_only_with_the_setting(estate):
+    emu, _, lab = estate()
+    assert _refused(lab, emu, None).status == 403
+    lab.settings = dataclasses.replace(lab.settings, allow_key_only_approvals=True)
+    plan_hash = post(lab, {"vm_id": VM1}).body["plan_hash"]
+    sent = []
+    resp = post(lab, {"vm_id": VM1, "approve": plan_hash}, enqueue=sent.append)
+    assert resp.status == 202, resp.body
+    assert sent[0]["principal"] == KEY_ONLY_PRINCIPAL and sent[0]["principal_name"] is None
+    status = lab.journal.latest(None, action=fix_api.STATUS_ACTION,
+                                operation_id=resp.body["operation"])
+    assert status.trigger.principal == KEY_ONLY_PRINCIPAL
+
+
+def test_approved_apply_is_queued_then_run_by_the_worker(estate, storage_ns):
+    emu, _, ctx = estate(platform_auth_enabled=True)
     queue = queues.queue_client(storage_ns.connection_string, storage_ns.container("fix"))
     sent = []
 
@@ -83,7 +152,8 @@ def test_approved_apply_is_queued_then_run_by_the_worker(estate, storage_ns):
         queue.send_message(json.dumps(message))
 
     plan_hash = post(ctx, {"vm_id": VM1}).body["plan_hash"]
-    resp = post(ctx, {"vm_id": VM1, "approve": plan_hash}, enqueue=enqueue, principal="alice")
+    resp = post(ctx, {"vm_id": VM1, "approve": plan_hash}, enqueue=enqueue,
+                client_principal=as_platform_sends(ALICE))
     assert resp.status == 202
     op = resp.body["operation"]
     assert resp.body["status_url"] == f"/api/fix/{op}" == resp.headers["Location"]
@@ -97,7 +167,9 @@ def test_approved_apply_is_queued_then_run_by_the_worker(estate, storage_ns):
     assert status.status == 200 and status.body["status"] == "applied"
     assert [h["status"] for h in status.body["history"]] == ["queued", "running", "applied"]
     assert [v["vm_name"] for v in status.body["outcome"]["vms"]] == ["hs-vm2", "hs-vm1"]
-    assert ctx.journal.latest(VM1).trigger.principal == "alice"
+    # the journal names the approver the platform verified: object id and name
+    assert ctx.journal.latest(VM1).trigger.principal == ALICE.object_id
+    assert ctx.journal.latest(VM1).trigger.principal_name == "alice@contoso.com"
     # Queues deliver at least once: a duplicate changes nothing.
     emu.requests.reset()
     assert fix_api.run_fix_message(ctx, messages[0].content) is None
@@ -157,13 +229,18 @@ def test_http_triggers_end_to_end(estate, storage_ns, monkeypatch):
     # emulator asks for 1 s between polls so this stays quick.
     emu, _, _ = estate(emu_kwargs={"lro_retry_after": 1, "lro_polls": 0})
     _env(monkeypatch, emu, storage_ns)
+    for key, value in host_environment(auth_enabled=True).items():
+        monkeypatch.setenv(key, value)
     fns = functions()
     user_post = fns["fix_post"].get_user_function()
     user_get = fns["fix_status"].get_user_function()
     worker = fns["fix_worker"].get_user_function()
 
-    def request(body, method="POST", route_params=None, url="/api/fix"):
-        return func.HttpRequest(method=method, url=f"http://localhost{url}", headers={},
+    def request(body, method="POST", route_params=None, url="/api/fix", signed_in=None,
+                client_headers=None):
+        headers = headers_reaching_the_app(client_headers or {}, auth_enabled=True,
+                                           signed_in=signed_in)
+        return func.HttpRequest(method=method, url=f"http://localhost{url}", headers=headers,
                                 params={}, route_params=route_params or {},
                                 body=body if isinstance(body, bytes) else json.dumps(
                                     body).encode())
@@ -173,7 +250,14 @@ def test_http_triggers_end_to_end(estate, storage_ns, monkeypatch):
     dry = user_post(request({"vm_id": VM1}))
     assert dry.status_code == 200
     plan_hash = json.loads(dry.get_body())["plan_hash"]
-    queued = user_post(request({"vm_id": VM1, "approve": plan_hash}))
+    approve = {"vm_id": VM1, "approve": plan_hash}
+    # a client's own header does not get past the platform: no one is signed in
+    forged = user_post(request(approve, client_headers={
+        "X-MS-CLIENT-PRINCIPAL": as_platform_sends(ALICE)}))
+    assert forged.status_code == 401, forged.get_body()
+    refused = user_post(request(approve, signed_in=BOB))
+    assert refused.status_code == 403 and "Hairpin.Approver" in refused.get_body().decode()
+    queued = user_post(request(approve, signed_in=ALICE))
     assert queued.status_code == 202, queued.get_body()
     op = json.loads(queued.get_body())["operation"]
     assert queued.headers["Location"] == f"/api/fix/{op}"

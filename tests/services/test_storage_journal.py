@@ -13,7 +13,8 @@ from shared.storage.journal import Journal
 VM1 = ("/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg-hs"
        "/providers/Microsoft.Compute/virtualMachines/hs-vm1")
 VM2 = VM1[:-1] + "2"
-EVENT = Trigger(TriggerKind.EVENT, event_id="evt-1", principal="someone@example.com")
+EVENT = Trigger(TriggerKind.EVENT, event_id="evt-1", principal="someone@example.com",
+                principal_name="Someone")
 
 
 def entry(action="deallocate", result=JournalResult.SUCCEEDED, vm_id=VM1, **kw) -> JournalEntry:
