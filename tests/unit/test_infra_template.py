@@ -23,6 +23,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 from shared.core import permissions
+from shared.core.approvals import APPROVER_ROLE
 from shared.core.events import types as event_types
 from shared.core.schedule import validate_ncrontab
 from shared.settings import Settings
@@ -49,6 +50,10 @@ NOT_SET = {
                                   "identity-based AzureWebJobsStorage__* instead",
     "AzureWebJobsStorage": "same: replaced by AzureWebJobsStorage__accountName/__credential/"
                            "__clientId (managed identity, shared keys disabled)",
+    "WEBSITE_AUTH_ENABLED": "the platform sets it when App Service Authentication is on; as an "
+                            "app setting it would override the platform's value (the host "
+                            "lets app settings win) and make a client's principal header "
+                            "trusted",
 }
 # Settings Flex Consumption rejects or ignores (runtime comes from functionAppConfig).
 FLEX_FORBIDDEN = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION",
@@ -862,8 +867,21 @@ def test_app_service_authentication_validates_entra_id_tokens(main):
     assert aad["validation"]["allowedAudiences"] == [
         "[format('api://{0}', parameters('authClientId'))]", "[parameters('authClientId')]"]
     assert p["login"]["tokenStore"] == {"enabled": False}
-    assert tpl["variables"]["approverRole"] == "Hairpin.Approver"
+    assert tpl["variables"]["approverRole"] == APPROVER_ROLE
     assert main["outputs"]["approverRole"]["value"].endswith("outputs.approverRole.value]")
+
+
+def test_key_only_approvals_are_off_unless_a_lab_turns_them_on(main):
+    assert main["parameters"]["allowKeyOnlyApprovals"] == {
+        "type": "bool", "defaultValue": False,
+        "metadata": main["parameters"]["allowKeyOnlyApprovals"]["metadata"]}
+    assert app_settings(main)["HAIRPIN_ALLOW_KEY_ONLY_APPROVALS"] == \
+        "[if(parameters('allowKeyOnlyApprovals'), 'true', 'false')]"
+    for path in PARAM_FILES:
+        values = {k: v["value"] for k, v in json.loads(path.read_text())["parameters"].items()}
+        assert values.get("allowKeyOnlyApprovals", False) is False, path.name
+    # never faked by the deployment: only the platform may say its authentication is on
+    assert "WEBSITE_AUTH_ENABLED" not in json.dumps(main)
 
 
 def test_the_approver_app_role_definition(main):
