@@ -305,30 +305,14 @@ Settings._FIELDS = (
     _Field(
         "maintenance_window", "HAIRPIN_MAINTENANCE_WINDOW", _window, "e.g. 'Sat 01:00-05:00 UTC'"
     ),
-    _Field(
-        "maintenance_window_tag",
-        "HAIRPIN_MAINTENANCE_WINDOW_TAG",
-        _tag_name,
-        "VM tag with a per-VM window",
-    ),
-    _Field(
-        "declared_callers",
-        "HAIRPIN_DECLARED_CALLERS",
-        _declared_callers,
-        'JSON: {"vm name or id": ["VIP:port", ...]}',
-    ),
-    _Field(
-        "declared_callers_tag",
-        "HAIRPIN_DECLARED_CALLERS_TAG",
-        _tag_name,
-        "VM tag listing VIP:port the VM calls",
-    ),
-    _Field(
-        "secondary_subnet_id",
-        "HAIRPIN_SECONDARY_SUBNET_ID",
-        _subnet_id,
-        "subnet resource ID for managed secondary NICs",
-    ),
+    _Field("maintenance_window_tag", "HAIRPIN_MAINTENANCE_WINDOW_TAG", _tag_name,
+           "VM tag with a per-VM window"),
+    _Field("declared_callers", "HAIRPIN_DECLARED_CALLERS", _declared_callers,
+           'JSON: {"vm name or id": ["VIP:port", ...]}'),
+    _Field("declared_callers_tag", "HAIRPIN_DECLARED_CALLERS_TAG", _tag_name,
+           "VM tag listing VIP:port the VM calls"),
+    _Field("secondary_subnet_id", "HAIRPIN_SECONDARY_SUBNET_ID", _subnet_id,
+           "subnet resource ID for managed secondary NICs"),
     _Field("allow_broad_ha_ports_rule", "HAIRPIN_ALLOW_BROAD_HA_PORTS_RULE", _bool, "true/false"),
     _Field(
         "verify_connects",
