@@ -356,6 +356,7 @@ def test_fleet_filters_search_and_pages_cover_every_finding(browser, fleet_page)
     tab.open(html_file)
     last = report["findings"][-1]
     blocked = sum(1 for f in report["findings"] if f["remediation"]["blockers"])
+    fixable = sum(1 for f in report["findings"] if f["remediation"]["feasible"] is True)
     info = sum(1 for f in report["findings"] if f["severity"] == "info")
     state = tab.js(f"""(() => {{
         const count = () => document.getElementById('f-count').textContent.split(' ')[0];
@@ -366,6 +367,8 @@ def test_fleet_filters_search_and_pages_cover_every_finding(browser, fleet_page)
         const fix = document.getElementById('f-fix');
         fix.value = 'blocked'; fix.dispatchEvent(new Event('change'));
         const blocked = count();
+        fix.value = 'yes'; fix.dispatchEvent(new Event('change'));
+        const fixable = count();
         fix.value = ''; fix.dispatchEvent(new Event('change'));
         ['high', 'medium'].forEach(s => {{
             const b = document.querySelector(`input[name=sev][value=${{s}}]`);
@@ -374,10 +377,11 @@ def test_fleet_filters_search_and_pages_cover_every_finding(browser, fleet_page)
         const info = count();
         document.querySelector('#findings-pager button.next').click();
         const page = document.querySelector('#findings-pager .page').textContent;
-        return {{found, blocked, info, page}};
+        return {{found, blocked, fixable, info, page}};
     }})()""")
     assert state["found"] == [f"row-{last['id']}"]
     assert state["blocked"] == str(blocked)
+    assert state["fixable"] == str(fixable)
     assert state["info"] == str(info)
     assert state["page"] == f"page 2 of {-(-info // 50)}"
     # Opening another load balancer draws its picture (its chunk decompressed on demand).
