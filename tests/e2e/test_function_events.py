@@ -166,3 +166,40 @@ def test_host_processor_hands_remediations_to_the_work_queue(emulator, storage_n
     bare = event_service.EventHost(make_settings(emu), OWN_IDENTITY, ManagedIdentityCredential())
     with pytest.raises(RuntimeError, match="work queue"):
         bare.processor()
+
+
+def _decoded(body: dict):
+    """What the Functions host hands the trigger for this body (azure.functions' converter)."""
+    from azure.functions.eventgrid import EventGridEventInConverter
+    from azure.functions.meta import Datum
+    return EventGridEventInConverter.decode(Datum(json.dumps(body), "json"), trigger_metadata={})
+
+
+@pytest.mark.azurite
+@pytest.mark.parametrize("schema", ["eventgrid", "cloudevents"])
+def test_trigger_handles_a_pool_write_as_the_emulator_raises_it(functions, installed_processor,
+                                                                 arm_clients, schema):
+    # An operator rewrites the backend pool: ARM raises the event with the pool as subject and
+    # the pool's own operation; the trigger re-reads the load balancer and evaluates its VMs.
+    from tests.support.events import as_cloud_event
+    from tests.support.fixtures_emulator import RG
+    emu, ctx, rem = installed_processor
+    c = arm_clients(emu)
+    pool = c.network.load_balancer_backend_address_pools.get(RG, "ilb", "be")
+    c.network.load_balancer_backend_address_pools.begin_create_or_update(
+        RG, "ilb", "be", pool).result()
+    (raised,) = [e for e in emu.events if e["subject"].endswith("/backendAddressPools/be")]
+    assert raised["data"]["operationName"] == \
+        "Microsoft.Network/loadBalancers/backendAddressPools/write"
+    body = as_cloud_event(raised) if schema == "cloudevents" else raised
+    event = _decoded(body)
+    assert isinstance(event, func.CloudEvent if schema == "cloudevents" else func.EventGridEvent)
+    functions["on_resource_event"].get_user_function()(event)
+    # The tests' clients write as the function's own identity (OWN): both VMs in the pool are
+    # evaluated and journalled, and, being our own write, nothing is remediated (no loop).
+    for vm in (VM1, VM1[:-1] + "2"):
+        (entry, *_) = ctx.journal.history(vm, 5, action="event")
+        assert entry.trigger.event_id == raised["id"]
+        assert entry.step == "Microsoft.Network/loadBalancers/backendAddressPools/write"
+        assert entry.after["own_write"] is True
+    assert rem.calls == []

@@ -185,3 +185,18 @@ def test_hairpin_event_reports_malformed_events_without_stopping(capsys, tmp_pat
     assert code == 0 and [e["handled"] for e in got] == [False, False]
     assert got[0]["reason"].startswith("rejected: ")
     assert "not a resource event" in got[1]["reason"]
+
+
+def test_hairpin_event_loads_no_azure_sdk(tmp_path):
+    # "Reads no Azure": a fresh process explaining the docs' samples imports no azure.* module
+    # (and so can open no connection to Azure).
+    import subprocess
+    import sys
+    code = ("import sys, io, contextlib\n"
+            "from shared.cli.main import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    rc = main(['event', {str(SAMPLES / TOPICS[0])!r}, '--format', 'json'])\n"
+            "print(rc, sorted(m for m in sys.modules if m.split('.')[0] == 'azure'))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, check=True, timeout=60).stdout.split()
+    assert out == ["0", "[]"], out
