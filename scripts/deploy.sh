@@ -283,6 +283,9 @@ events() {  # (3) the Event Grid subscription, now that the function exists
 
 summary() {  # (4) what was deployed and how to check it
   step "4/4 done in ${SECONDS}s"
+  local approvals="$AUTH_CLIENT_ID, app role Hairpin.Approver"
+  [ -n "$AUTH_CLIENT_ID" ] \
+    || approvals="none (--no-auth): no approval can be verified (labs: allowKeyOnlyApprovals=true)"
   cat <<EOF
     function app   $APP (resource group $RG)
     health         $URL/api/health
@@ -290,7 +293,7 @@ summary() {  # (4) what was deployed and how to check it
     fix            $URL/api/fix   (status: $URL/api/fix/{operation})
     identity       principal $PRINCIPAL, client $CLIENT
                    $IDENTITY_ID
-    approvals      ${AUTH_CLIENT_ID:-none (--no-auth)}, app role Hairpin.Approver
+    approvals      $approvals
     events         $EVENTS
 
 Check it:

@@ -126,8 +126,11 @@ def post_fix(ctx: ServiceContext, body: bytes | str | None, *,
     approver = approver_of(ctx, client_principal) if doc.get("approve") is not None else None
     if approver is not None and not approver.accepted:
         log.warning("fix: approval refused (%s)", approver.verdict)
-        return _error(_REFUSED_STATUS[approver.verdict], approver.reason,
-                      approver=str(approver.verdict))
+        refused = _error(_REFUSED_STATUS[approver.verdict], approver.reason,
+                         approver=str(approver.verdict))
+        if refused.status == 401:
+            refused.headers["WWW-Authenticate"] = "Bearer"  # a 401 names its scheme (RFC 9110)
+        return refused
     target = doc.get("vm_id") or doc.get("finding_id")
     try:
         remediation.parse_target(target)

@@ -234,7 +234,7 @@ def test_auth_client_id_or_no_auth_skip_the_app_registration(deploy):
     assert r.rc == 0, r.err
     assert not [c for c in r.commands() if c.startswith("ad ")]
     assert "authClientId=" in r.call("deployment sub create")
-    assert "none (--no-auth)" in r.out
+    assert "none (--no-auth): no approval can be verified" in r.out
 
 
 def test_waits_until_all_functions_are_listed(deploy):

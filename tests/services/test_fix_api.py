@@ -126,6 +126,7 @@ def test_approval_without_a_signed_in_caller_is_401(estate):
     emu, _, ctx = estate(platform_auth_enabled=True)
     resp = _refused(ctx, emu, None)
     assert resp.status == 401 and "bearer token" in resp.body["error"].lower()
+    assert resp.headers["WWW-Authenticate"] == "Bearer"
 
 
 def test_key_only_approvals_work_only_with_the_setting(estate):
