@@ -20,7 +20,9 @@ foreach ($vip in $Vips) {
     $null = New-NetRoute -DestinationPrefix $prefix -InterfaceIndex $idx -NextHop $Gateway -RouteMetric 1
     $changes.Add("+route $prefix")
   } elseif (-not $persistent) {
-    $null = New-NetRoute -DestinationPrefix $prefix -InterfaceIndex $idx -NextHop $Gateway -RouteMetric 1 -PolicyStore PersistentStore
+    # New-NetRoute cannot write the PersistentStore alone (its reference): both, afresh.
+    $active | Remove-NetRoute -Confirm:$false
+    $null = New-NetRoute -DestinationPrefix $prefix -InterfaceIndex $idx -NextHop $Gateway -RouteMetric 1
     $changes.Add("+route $prefix persistent")
   } elseif (-not $active) {
     $null = New-NetRoute -DestinationPrefix $prefix -InterfaceIndex $idx -NextHop $Gateway -RouteMetric 1 -PolicyStore ActiveStore

@@ -2,7 +2,7 @@ $ErrorActionPreference = 'Stop'
 $results = @()
 $allOk = $true
 foreach ($t in $Targets) {
-  $clients = @(1..$Count | ForEach-Object { New-Object System.Net.Sockets.TcpClient })
+  $clients = @(1 .. $Count | ForEach-Object { New-Object System.Net.Sockets.TcpClient })
   $tasks = @($clients | ForEach-Object { $_.ConnectAsync($t[0], [int]$t[1]) })
   try { $null = [System.Threading.Tasks.Task]::WaitAll([System.Threading.Tasks.Task[]]$tasks, $TimeoutMs) } catch { }
   $ok = 0; $backends = [ordered]@{}
