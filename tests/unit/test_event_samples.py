@@ -146,6 +146,7 @@ def test_hairpin_event_json_for_handled_events_and_our_own_write(capsys, tmp_pat
     subnet_id = (f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/"
                  "virtualNetworks/vnet1/subnets/default")
     subnet = as_handled(base[0], "Microsoft.Network/virtualNetworks/subnets/write", subnet_id)
+    subnet["id"] = "6b3f0c5e-1d2a-4c4e-9f00-5a1b2c3d4e5f"  # another event, not a redelivery
     ours = as_handled(base[2], "Microsoft.Compute/virtualMachines/start/action",
                       LB.replace("Microsoft.Network/loadBalancers/ilb",
                                  "Microsoft.Compute/virtualMachines/vm1"))
@@ -174,6 +175,18 @@ def test_hairpin_event_rejects_a_file_that_is_no_payload(capsys, tmp_path, conte
     path.write_text(content)
     code, _, err = run_cli(capsys, str(path))
     assert code == 2 and message in err
+
+
+def test_a_repeated_event_id_is_a_duplicate(capsys, tmp_path):
+    pool = as_handled(samples(TOPICS[0])[0],
+                      "Microsoft.Network/loadBalancers/backendAddressPools/write",
+                      f"{LB}/backendAddressPools/be")
+    path = tmp_path / "twice.json"
+    path.write_text(json.dumps([pool, cloud(pool)]))
+    code, out, _ = run_cli(capsys, str(path), "--format", "json")
+    first, second = json.loads(out)["events"]
+    assert code == 0 and first["handled"] and not second["handled"]
+    assert second["reason"].startswith("duplicate") and second["scope"] == first["scope"]
 
 
 def test_hairpin_event_reports_malformed_events_without_stopping(capsys, tmp_path):

@@ -9,6 +9,7 @@ does with the scope, read from current state when the event really arrives.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -72,7 +73,20 @@ def events_of(text: str | bytes) -> list[Any]:
 
 
 def explain_payload(text: str | bytes, identity: OwnIdentity) -> list[EventVerdict]:
-    return [explain(raw, identity) for raw in events_of(text)]
+    """Each event of the payload; a handled event whose id came earlier is a duplicate, as the
+    event service's first-wins claim on the id makes it."""
+    out: list[EventVerdict] = []
+    seen: set[str] = set()
+    for raw in events_of(text):
+        verdict = explain(raw, identity)
+        if verdict.handled and verdict.id in seen:
+            verdict = dataclasses.replace(
+                verdict, handled=False,
+                reason="duplicate of an earlier event with this id: acknowledged, no work")
+        elif verdict.handled and verdict.id:
+            seen.add(verdict.id)
+        out.append(verdict)
+    return out
 
 
 def explain(raw: Any, identity: OwnIdentity) -> EventVerdict:
