@@ -95,7 +95,8 @@ def fix_post(req: func.HttpRequest) -> func.HttpResponse:
     # The approver comes from App Service Authentication's header, read only while the
     # platform says its auth is on (shared/core/approvals.py).
     return _fix_response(fix_api.http_post(req.get_body(),
-                                           req.headers.get(CLIENT_PRINCIPAL_HEADER)))
+                                           req.headers.get(CLIENT_PRINCIPAL_HEADER),
+                                           content_type=req.headers.get("content-type")))
 
 
 @app.route(route="fix/{operation}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)

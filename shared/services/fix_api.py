@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from azure.core.exceptions import AzureError
+
 from shared.core.approvals import ApproverCheck, check_approver
 from shared.core.journal import JournalEntry, Trigger
 from shared.core.vocab import ApproverVerdict, TriggerKind
@@ -39,10 +41,11 @@ from shared.storage.queues import queue_sender, queue_source
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_BODY_BYTES", "ApiResponse", "parse_request", "approver_of", "post_fix",
-           "get_fix", "run_fix_message", "STATUS_ACTION"]
+__all__ = ["MAX_BODY_BYTES", "ApiResponse", "parse_request", "is_json_type", "check_target",
+           "approver_of", "post_fix", "get_fix", "run_fix_message", "STATUS_ACTION"]
 
 MAX_BODY_BYTES = 16 * 1024
+_TARGET_KIND = {"vm_id": "vm", "finding_id": "finding"}
 STATUS_ACTION = "fix-operation"
 _HASH = re.compile(r"\A[0-9a-f]{64}\Z")
 _OPERATION = re.compile(r"\A[0-9a-f]{32}\Z")
@@ -74,8 +77,19 @@ def _status(ctx: ServiceContext, operation: str, result: str, trigger: Trigger,
                                     error=error))
 
 
-def parse_request(body: bytes | str | None) -> dict | ApiResponse:
+def is_json_type(content_type: str | None) -> bool:
+    """No Content-Type (accepted as JSON), application/json or a +json type; any parameters."""
+    if not content_type or not content_type.strip():
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                           and media.endswith("+json"))
+
+
+def parse_request(body: bytes | str | None, content_type: str | None = None) -> dict | ApiResponse:
     """The request document, or the 4xx answer that says what is wrong with it."""
+    if not is_json_type(content_type):
+        return _error(415, f"Content-Type {content_type[:80]!r}: send application/json")
     if body is None:
         body = b""
     raw = body.encode() if isinstance(body, str) else bytes(body)
@@ -115,14 +129,30 @@ def approver_of(ctx: ServiceContext, client_principal: str | None) -> ApproverCh
                           key_only_allowed=ctx.settings.allow_key_only_approvals)
 
 
+def check_target(doc: dict) -> ApiResponse | None:
+    """The 4xx for a malformed target or one in the wrong field (a finding ID as vm_id)."""
+    field_name = "vm_id" if "vm_id" in doc else "finding_id"
+    try:
+        kind, _ = remediation.parse_target(doc[field_name])
+    except remediation.TargetError as exc:
+        return _error(exc.status, str(exc))
+    if kind != _TARGET_KIND[field_name]:
+        return _error(400, "vm_id must be a VM resource ID" if field_name == "vm_id"
+                      else "finding_id must be a finding ID (hp-...)")
+    return None
+
+
 def post_fix(ctx: ServiceContext, body: bytes | str | None, *,
              enqueue: Callable[[dict], None] | None = None,
-             client_principal: str | None = None,
-             status_url_base: str = "/api/fix") -> ApiResponse:
+             client_principal: str | None = None, status_url_base: str = "/api/fix",
+             content_type: str | None = None) -> ApiResponse:
     """Dry run (default) or queue an approved apply."""
-    doc = parse_request(body)
+    doc = parse_request(body, content_type)
     if isinstance(doc, ApiResponse):
         return doc
+    refused = check_target(doc)
+    if refused is not None:
+        return refused
     approver = approver_of(ctx, client_principal) if doc.get("approve") is not None else None
     if approver is not None and not approver.accepted:
         log.warning("fix: approval refused (%s)", approver.verdict)
@@ -133,14 +163,14 @@ def post_fix(ctx: ServiceContext, body: bytes | str | None, *,
         return refused
     target = doc.get("vm_id") or doc.get("finding_id")
     try:
-        remediation.parse_target(target)
         pr = remediation.plan_for_target(ctx, target, doc.get("subscription_id"))
     except remediation.TargetError as exc:
         return _error(exc.status, str(exc))
     except Exception as exc:  # noqa: BLE001 - an answer, never a stack trace
+        # ARM's own message stays in the log: it may name what the identity can read.
         log.warning("fix: could not build the plan", exc_info=True)
-        return _error(502, f"could not read the estate from Azure: {type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        return _error(502, f"could not read the estate from Azure ({type(exc).__name__}); "
+                           "see the function log")
     plan = pr.plan
     approve = doc.get("approve")
     if approve is None:
@@ -264,13 +294,17 @@ def _guarded(handler: Callable[[], ApiResponse]) -> ApiResponse:
         log.warning("fix API configuration error: %s", exc)
         return _error(500, f"configuration error in {exc.variable or 'the settings'}; see the "
                       "function logs")
+    except AzureError as exc:  # storage (or ARM) not reachable while composing the context
+        log.warning("fix API: a dependency did not answer", exc_info=True)
+        return _error(503, f"storage or Azure is not reachable ({type(exc).__name__}); try "
+                           "again later")
     except Exception as exc:  # noqa: BLE001 - never a stack trace to the caller
         log.exception("fix API failed")
         return _error(500, f"internal error ({type(exc).__name__}); see the function logs")
 
 
 def http_post(body: bytes | None, client_principal: str | None = None,
-              environ=None) -> ApiResponse:
+              environ=None, *, content_type: str | None = None) -> ApiResponse:
     def handle() -> ApiResponse:
         ctx = context_from_env(environ)
         source = queue_source(ctx.settings, ctx.storage, environ)
@@ -278,7 +312,8 @@ def http_post(body: bytes | None, client_principal: str | None = None,
         if source:
             def enqueue(message: dict) -> None:
                 queue_sender(source, ctx.settings.storage_names.fix_queue)(message)
-        return post_fix(ctx, body, enqueue=enqueue, client_principal=client_principal)
+        return post_fix(ctx, body, enqueue=enqueue, client_principal=client_principal,
+                        content_type=content_type)
     return _guarded(handle)
 
 

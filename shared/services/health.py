@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 
 from shared import __version__
+from shared.core.scope import resolve_subscriptions
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,15 +34,18 @@ def health_report(settings: Settings, *, arm_probe=None, storage_probe=None) -> 
             "mode": settings.mode, "checks": checks}
 
 
-def arm_probe(settings: Settings):
-    """First page of load balancers in the first configured subscription: auth + ARM round trip."""
+def arm_probe(settings: Settings, environ: Mapping[str, str] | None = None):
+    """First page of load balancers in the first subscription of the run's scope (the one rule:
+    HAIRPIN_SUBSCRIPTIONS, else AZURE_SUBSCRIPTION_ID): auth + ARM round trip."""
     from shared.azure.clients import AzureClients
 
     def probe():
-        if not settings.subscriptions:
-            raise RuntimeError("no subscription configured (HAIRPIN_SUBSCRIPTIONS)")
-        clients = AzureClients(settings.subscriptions[0], arm_endpoint=settings.arm_endpoint,
-                               max_retry_after=5)
+        subs = resolve_subscriptions(None, settings.subscriptions,
+                                     os.environ if environ is None else environ)
+        if not subs:
+            raise RuntimeError("no subscription configured (HAIRPIN_SUBSCRIPTIONS or "
+                               "AZURE_SUBSCRIPTION_ID)")
+        clients = AzureClients(subs[0], arm_endpoint=settings.arm_endpoint, max_retry_after=5)
         next(iter(clients.network.load_balancers.list_all().by_page()), None)
 
     return probe

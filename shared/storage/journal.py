@@ -37,6 +37,7 @@ from shared.core.journal import (
 from shared.core.storage_names import StorageNames
 from shared.core.vocab import RecordKind
 
+MAX_WHO_CHARS = 1024
 _DEFAULT = StorageNames()  # names of the default prefix (settings pass the configured ones)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _INVERT = 10**17 - 1  # microseconds: good until the year 5138, fixed width (17 digits)
@@ -145,11 +146,14 @@ class Journal:
     def _to_entity(e: JournalEntry, key: str) -> dict:
         return _drop_none({
             "PartitionKey": subject_key(e.vm_id), "RowKey": key,
-            "vm_id": e.vm_id, "action": e.action, "result": e.result, "step": e.step,
+            "vm_id": e.vm_id, "action": e.action, "result": e.result,
             "plan_hash": e.plan_hash, "operation_id": e.operation_id,
             "trigger_kind": e.trigger.kind, "trigger_event_id": e.trigger.event_id,
-            "trigger_principal": e.trigger.principal,
-            "trigger_principal_name": e.trigger.principal_name,
+            # Who asked may come from outside (claims, headers): bounded, as Table storage
+            # refuses a string property over 32 K characters (PropertyValueTooLarge).
+            "trigger_principal": cap_text(e.trigger.principal, MAX_WHO_CHARS),
+            "trigger_principal_name": cap_text(e.trigger.principal_name, MAX_WHO_CHARS),
+            "step": cap_text(e.step, MAX_WHO_CHARS),
             "before": None if e.before is None else cap_json(e.before),
             "after": None if e.after is None else cap_json(e.after),
             "error": cap_text(e.error), "at": e.timestamp.astimezone(UTC),

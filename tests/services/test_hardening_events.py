@@ -51,3 +51,15 @@ def test_hardening_lone_surrogate_is_rejected_not_raised(emulator, storage_ns, f
         event["data"]["resourceUri"] += "\ud800"
     result = processor(ctx, rem).handle(event)
     assert result.status == EventStatus.REJECTED and rem.calls == []
+
+
+@pytest.mark.parametrize("event_time", ["9999-12-31T23:59:59.9999999Z", "0001-01-01T00:00:00Z",
+                                        "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+def test_hardening_extreme_event_time_is_evaluated(emulator, storage_ns, event_time):
+    emu = emulator()
+    ctx = make_ctx(emu, storage_ns)
+    rem = RecordingRemediation()
+    event = arm_event(VM_WRITE, VM1)
+    event["eventTime"] = event_time
+    result = processor(ctx, rem).handle(event)
+    assert result.status == EventStatus.EVALUATED and rem.of("apply") == [VM1.lower()]

@@ -55,7 +55,10 @@ def time_of(value: Any) -> datetime | None | bool:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return False
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    try:
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:  # e.g. year 1 at +14:00: no UTC time exists; read as absent
+        return None
 
 
 def mapping_of(value: Any) -> Mapping[str, Any] | None:

@@ -56,6 +56,7 @@ from shared.core.events import (
 )
 from shared.core.events.model import one_line
 from shared.core.journal import JournalEntry, Trigger
+from shared.core.scope import in_scope
 from shared.core.vocab import EventStatus, JournalAction, JournalResult, TriggerKind
 from shared.services import remediation as remediation_service
 from shared.services.context import ServiceContext, build_context
@@ -124,6 +125,10 @@ class EventProcessor:
             return EventResult(parsed.event_id, EventStatus.IGNORED, parsed.reason,
                                operation=parsed.operation)
         ev = parsed
+        if not in_scope(ev.subscription_id, self.ctx.settings.subscriptions):
+            self.stats["ignored"] += 1
+            return EventResult(ev.event_id, EventStatus.IGNORED, "subscription outside "
+                               "HAIRPIN_SUBSCRIPTIONS", operation=ev.operation)
         claim = self.claims.claim_event(ev)
         if claim is not None:
             return claim
@@ -174,7 +179,10 @@ class EventProcessor:
 
     # -- the work --------------------------------------------------------------------------
     def _process(self, ev: ResourceEvent) -> EventResult:
-        event_time = ev.event_time or self.now()
+        # A change cannot happen after now: a later time (up to year 9999) would also leave no
+        # room for the skew and window arithmetic. None or later: evaluate as of now.
+        now = self.now()
+        event_time = min(ev.event_time or now, now)
         reader = StateReader(self.ctx)
         try:
             vm_ids, gone_reason = self.scope.resolve(ev, reader, event_time)

@@ -4,11 +4,14 @@ subscription live, and build the `PlanResult` (for a VM, a finding, or one VM na
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from azure.core.exceptions import HttpResponseError
 
 from shared.azure.discovery import discover_subscription
 from shared.core import arm_ids, risk
@@ -16,19 +19,21 @@ from shared.core.arm_ids import normalize
 from shared.core.remediation import plan as planning
 from shared.core.remediation.model import Plan
 from shared.core.remediation.outcome import Outcome
-from shared.core.scope import ScopeError, resolve_subscriptions
+from shared.core.scope import OutOfScope, ScopeError, check_in_scope, resolve_subscriptions
 from shared.core.topology import Topology, topology_from_snapshot
 from shared.core.vocab import PowerState, Status, StepKind
 from shared.services.context import ServiceContext
 
 FINDING_ID = re.compile(r"\Ahp-[0-9a-f]{20}\Z")
+MAX_TARGET_CHARS = 1024  # ARM ids of VMs are far shorter (group 90, name 64 characters)
 VM_TYPE = "Microsoft.Compute/virtualMachines"
+log = logging.getLogger(__name__)
 
 
 class TargetError(ValueError):
     """Bad input: `status` 400 (malformed) or 404 (unknown VM or finding)."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str, status: int = 400) -> None:  # 403: out of scope
         super().__init__(message)
         self.status = status
 
@@ -58,6 +63,8 @@ def parse_target(text: Any) -> tuple[str, str]:
     if not isinstance(text, str) or not text.strip():
         raise TargetError("expected a VM resource ID or a finding ID (hp-...)")
     text = text.strip()
+    if len(text) > MAX_TARGET_CHARS:  # it is journaled: bounded before anything reads it
+        raise TargetError(f"a target is at most {MAX_TARGET_CHARS} characters")
     if text.lower().startswith("/subscriptions/"):
         parsed = arm_ids.try_parse(text)
         if parsed is None or not parsed.is_type(VM_TYPE) or not arm_ids.is_subscription_id(
@@ -77,7 +84,7 @@ def subscriptions_for(ctx: ServiceContext, explicit: str | None) -> tuple[str, .
     try:
         subs = resolve_subscriptions(explicit, ctx.settings.subscriptions, os.environ)
     except ScopeError as exc:
-        raise TargetError(str(exc)) from None
+        raise TargetError(str(exc), 403 if isinstance(exc, OutOfScope) else 400) from None
     if not subs:
         raise TargetError("no subscription: pass --subscription or set HAIRPIN_SUBSCRIPTIONS "
                           "or AZURE_SUBSCRIPTION_ID")
@@ -90,7 +97,21 @@ def verified_routes(ctx: ServiceContext) -> frozenset:
 
 
 def observe(ctx: ServiceContext, subscription_id: str, *, with_verified: bool = True):
-    snapshot = discover_subscription(ctx.clients(subscription_id))
+    """The live estate of one subscription, which must be in the configured scope."""
+    try:
+        check_in_scope(subscription_id, ctx.settings.subscriptions)
+    except OutOfScope as exc:
+        raise TargetError(str(exc), 403) from None
+    try:
+        snapshot = discover_subscription(ctx.clients(subscription_id))
+    except HttpResponseError as exc:
+        if exc.status_code not in (403, 404):
+            raise
+        # One answer whether the subscription does not exist or is not readable: ARM's
+        # SubscriptionNotFound / AuthorizationFailed would tell a caller which ones we read.
+        log.info("subscription %s not readable: %s", subscription_id, exc.status_code)
+        raise TargetError(f"subscription {subscription_id} was not found or this app cannot "
+                          "read it", 404) from None
     topology = assume_resumed(ctx, topology_from_snapshot(snapshot))
     evaluation = risk.evaluate(topology, ctx.settings,
                                verified_routes(ctx) if with_verified else ())
