@@ -132,12 +132,6 @@ class GuestSteps:
         return numbers, result.result
 
 
-def guest_facts(verify_result: dict) -> dict:
-    """What a Linux guest reported holding of the fix beside its connects (format 2 verify):
-    the narrow rules, the local-table rule prefs, the persistence mechanism; {} otherwise."""
-    return {k: verify_result[k] for k in ("rules", "local_rule", "mechanism")
-            if k in verify_result}
-
     def measure(self, live_vm: dict, os_name: str) -> bool:
         """Connects to the at-risk VIPs of a VM without the fix: how bad is it now?"""
         targets = tuple(dict.fromkeys(
@@ -150,3 +144,10 @@ def guest_facts(verify_result: dict) -> dict:
         all_ok = bool(result.get("ok")) and all(n["ok"] == n["total"] for n in numbers)
         self.rec.step(StepKind.VERIFY, "passed" if all_ok else "failed", numbers=numbers)
         return all_ok
+
+
+def guest_facts(verify_result: dict) -> dict:
+    """What a Linux guest reported holding of the fix beside its connects (format 2 verify):
+    the narrow rules, the local-table rule prefs, the persistence mechanism; {} otherwise."""
+    return {k: verify_result[k] for k in ("rules", "local_rule", "mechanism")
+            if k in verify_result}
