@@ -135,6 +135,8 @@ def test_details_on_demand_and_sort(page):
     })()""")
     first = report["findings"][0]
     assert first["likelihood_text"] in state["detail"] and first["id"] in state["detail"]
+    assert "Membership: 10.0.1.10 in pool-patient-index" in state["detail"]
+    assert "Fix: new NIC hs-vm1-hairpin-nic" in state["detail"]
     assert state["closed"] == 0
     assert state["desc"] == ["hs-vm2", "hs-vm2", "hs-vm1", "hs-vm1"]
 

@@ -125,6 +125,12 @@ def test_findings_are_all_in_the_data_with_details(seed):
     assert rows[0]["reason"] == first["reason"]
     assert "it is the only healthy member" in first["reason"]
     assert rows[0]["likelihood_text"] == first["likelihood_text"]
+    assert dict(rows[0]["facts"]) == {  # evidence and the fix, for the details on demand
+        "Caller": "inferred; co-hosted VIPs 10.0.1.100, 10.0.1.101",
+        "Membership": "10.0.1.10 in pool-patient-index (rule rule-patient-index-1972)",
+        "Health": "rule-patient-index-1972: 1 of 2 up, this VM Up", "Power": "running",
+        "Fix": "new NIC hs-vm1-hairpin-nic in subnet default; deallocation needed; peers "
+               "taking over: hs-vm2"}
     assert data["lbs"][rows[0]["lb"]]["name"] == "ilb-healthshare"
     assert data["subs"][rows[0]["sub"]] == "00000000-0000-0000-0000-000000000001"
     assert data["rgs"][rows[0]["rg"]][0] == "rg-healthshare"

@@ -29,7 +29,7 @@ __all__ = ["FINDING_COLUMNS", "LB_COLUMNS", "PICTURES_PER_CHUNK", "pack", "unpac
 PICTURES_PER_CHUNK = 20
 FINDING_COLUMNS = ("id", "severity", "vm", "vm_id", "ip", "lb", "frontend", "ports",
                    "likelihood", "caller", "fix", "blocked", "reason", "likelihood_text",
-                   "issues", "notes", "sub", "rg")
+                   "issues", "notes", "sub", "rg", "facts")
 LB_COLUMNS = ("key", "name", "sub", "rg", "high", "medium", "info", "blocked", "vms", "chunk",
               "omitted")
 
@@ -56,6 +56,43 @@ def _fix_text(feasible: Any) -> str:
     return {True: "yes", False: "no"}[feasible] if isinstance(feasible, bool) else str(feasible)
 
 
+def _evidence_facts(ev: Mapping[str, Any]) -> list[list[str]]:
+    facts = [["Caller", str(ev.get("caller"))
+              + (f"; co-hosted VIPs {', '.join(ev['co_hosted_frontends'])}"
+                 if ev.get("co_hosted_frontends") else "")
+              + (f"; declared {', '.join(map(str, ev['declared']))}" if ev.get("declared")
+                 else "")]]
+    members = [f"{m.get('private_ip') or '?'} in {arm_ids.name_of(m.get('pool_id') or '?')} "
+               f"(rule {arm_ids.name_of(m.get('rule_id') or '?')})"
+               for m in ev.get("membership") or []]
+    if members:
+        facts.append(["Membership", "; ".join(members)])
+    health = ev.get("health") or {}
+    rules = health.get("rules") or []
+    facts.append(["Health", "; ".join(
+        f"{arm_ids.name_of(r.get('rule_id') or '?')}: "
+        + (f"{len(r.get('healthy') or [])} of {r.get('pool_members')} up, this VM "
+           f"{r.get('self_state') or 'unknown'}" if r.get("read") else "not read")
+        for r in rules) or ("read" if health.get("read") else "not read")])
+    if ev.get("power_state"):
+        facts.append(["Power", str(ev["power_state"])])
+    return facts
+
+
+def _fix_facts(rem: Mapping[str, Any]) -> list[list[str]]:
+    nic = rem.get("secondary_nic") or {}
+    steps = []
+    if rem.get("needs_new_nic"):
+        steps.append(f"new NIC {nic.get('name') or '?'} in subnet "
+                     f"{arm_ids.name_of(nic.get('subnet_id') or '?')}")
+    steps.append("deallocation needed" if rem.get("needs_deallocation") else "no deallocation")
+    if rem.get("takeover_peers"):
+        steps.append(f"peers taking over: {', '.join(map(str, rem['takeover_peers']))}")
+    if rem.get("peers_not_running"):
+        steps.append(f"peers not running: {', '.join(map(str, rem['peers_not_running']))}")
+    return [["Fix", "; ".join(steps)]]
+
+
 def _finding_row(f: Mapping[str, Any], lb_index: int, sub_index: int, rg_index: int) -> list:
     rem = f.get("remediation") or {}
     issues = [[i.get("code"), i.get("detail")]
@@ -65,7 +102,8 @@ def _finding_row(f: Mapping[str, Any], lb_index: int, sub_index: int, rg_index: 
             f.get("frontend_ip"), lb_index, f.get("frontend_name"), ports,
             f.get("likelihood") or 0, f.get("caller"), _fix_text(rem.get("feasible")),
             int(is_blocked(f)), f.get("reason"), f.get("likelihood_text"), issues,
-            list(rem.get("notes") or []), sub_index, rg_index]
+            list(rem.get("notes") or []), sub_index, rg_index,
+            _evidence_facts(f.get("evidence") or {}) + _fix_facts(rem)]
 
 
 def page_data(findings: list[Mapping[str, Any]], overview: Overview,

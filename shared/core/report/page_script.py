@@ -27,6 +27,11 @@ JS = r"""
     var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
     return new Response(stream).text().then(JSON.parse);
   }
+  function onEnter(row) {  // rows that open on a click open on Enter too (keyboard users)
+    row.addEventListener('keydown', function (e) {
+      if (e.key === 'Enter') { e.preventDefault(); row.click(); }
+    });
+  }
   function el(tag, cls, text) {
     var e = document.createElement(tag);
     if (cls) { e.className = cls; }
@@ -132,6 +137,11 @@ JS = r"""
     var p = td.appendChild(el('p'));
     p.appendChild(el('b', null, 'Likelihood: '));
     p.appendChild(document.createTextNode(f.likelihood_text || ''));
+    (f.facts || []).forEach(function (fact) {  // evidence and what the fix would do
+      var line = td.appendChild(el('p', 'fact'));
+      line.appendChild(el('b', null, fact[0] + ': '));
+      line.appendChild(document.createTextNode(fact[1]));
+    });
     var parts = [['Fix blockers and unknowns:', f.issues, true], ['Notes:', f.notes, false]];
     parts.forEach(function (s) {
       if (!s[1] || !s[1].length) { return; }
@@ -215,6 +225,7 @@ JS = r"""
       lbSt.open = lbSt.open === lb.key ? null : lb.key;
       drawLbs();
     });
+    onEnter(tr);
     return tr;
   }
   function lbPicture(lb) {
@@ -251,6 +262,7 @@ JS = r"""
     });
     $('f-scope-clear').addEventListener('click', function () { setScope(null); });
     document.querySelectorAll('tr.scope').forEach(function (r) {
+      onEnter(r);
       r.addEventListener('click', function () {
         setScope(r.dataset.kind, Number(r.dataset.index), r.cells[0].textContent);
         $('findings-section').scrollIntoView({block: 'start'});
