@@ -99,7 +99,8 @@ CLEANUP_VARS = ("FORMAT", "PRIMARY_IP", "SECONDARY_IP", "SECONDARY_MAC", "GATEWA
                 *(k for k in FILE_VARS if k != "WATCH_UNIT_LINK"))
 
 
-def _bash_vars(spec: GuestRouteSpec, names: tuple[str, ...] = BODY_VARS) -> str:
+def bash_vars(spec: GuestRouteSpec, names: tuple[str, ...] = BODY_VARS) -> str:
+    """The ``NAME=value`` lines a script starts with (the values of ``names``)."""
     values = {**_bash_values(spec), **FILE_VARS}
     return "".join(f"{k}={values[k]}\n" for k in names)
 
@@ -139,7 +140,7 @@ def render_linux_body(spec: GuestRouteSpec) -> str:
         steps.append("warn 'HA-ports broad rule: local traffic between the two addresses "
                      "leaves through the gateway'")
         steps.append("ensure_broad_rule")
-    return (_header("hairpin routes: apply", spec) + _bash_vars(spec) + template("prelude.sh")
+    return (_header("hairpin routes: apply", spec) + bash_vars(spec) + template("prelude.sh")
             + template("find_devs.sh") + template("kernel.sh") + template("watch.sh")
             + fill("apply.sh", STEPS="\n".join(steps)))
 
@@ -195,7 +196,7 @@ def render_linux_apply(spec: GuestRouteSpec) -> str:
         assert HEREDOC_END not in text
     payload = "\n".join(f"cat >\"$TMPD/{name}\" <<'{HEREDOC_END}'\n{text}{HEREDOC_END}"
                         for name, text in (("body", body), ("unit", unit), ("watch", watch)))
-    return (_header("hairpin routes: install and apply", spec) + _bash_vars(spec, INSTALL_VARS)
+    return (_header("hairpin routes: install and apply", spec) + bash_vars(spec, INSTALL_VARS)
             + template("prelude.sh") + template("find_devs.sh") + template("stack.sh")
             + fill("install.sh", PAYLOAD=payload))
 
@@ -204,7 +205,7 @@ def render_linux_cleanup(spec: GuestRouteSpec) -> str:
     """Run Command cleanup script: removes exactly what apply added (the stack's configuration
     from the manifest, routes tagged with our proto, rules at our pref/table, the moved local
     rule after pref 0 is back, the address only if we added it, the unit files)."""
-    return (_header("hairpin routes: cleanup", spec) + _bash_vars(spec, CLEANUP_VARS)
+    return (_header("hairpin routes: cleanup", spec) + bash_vars(spec, CLEANUP_VARS)
             + template("prelude.sh") + template("find_devs.sh") + template("stack.sh")
             + template("cleanup.sh"))
 

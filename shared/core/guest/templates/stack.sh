@@ -42,8 +42,7 @@ networkd_primary_conf() {
   printf '# reconfigure restores these instead of removing them as foreign.\n'
   printf '[Route]\nDestination=%s/32\nGateway=%s\nGatewayOnLink=yes\nTable=%s\nProtocol=%s\n' \
     "$SECONDARY_IP" "$GATEWAY" "$TABLE" "$RT_PROTO"
-  rule_lines "$(printf '\n[RoutingPolicyRule]\nFrom=%s/32\nTo=%s/32\nIPProtocol=%%s\nSourcePort=%%s\nTable=%s\nPriority=%s\n' \
-    "$PRIMARY_IP" "$SECONDARY_IP" "$TABLE" "$RULE_PREF")"
+  rule_lines "\n[RoutingPolicyRule]\nFrom=$PRIMARY_IP/32\nTo=$SECONDARY_IP/32\nIPProtocol=%s\nSourcePort=%s\nTable=$TABLE\nPriority=$RULE_PREF\n"
   if [ "$WANT_BROAD" = 1 ]; then
     printf '\n[RoutingPolicyRule]\nFrom=%s/32\nTo=%s/32\nTable=%s\nPriority=%s\n' \
       "$PRIMARY_IP" "$SECONDARY_IP" "$TABLE" "$RULE_PREF"
