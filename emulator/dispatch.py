@@ -9,7 +9,7 @@ from urllib.parse import urlencode, urlsplit
 
 from emulator.errors import ArmError, not_found, rg_not_found
 from emulator.identity import Identity
-from emulator.rbac import authorize_linked
+from emulator.rbac import authorize_linked, permissions_at
 from emulator.resources import compute, health, network, power, run_command, types, vms
 from emulator.routes import Route
 from emulator.state import new_etag
@@ -35,6 +35,8 @@ class ArmDispatcher:
         if kind == "operation":
             return self._operation(route, query)
         self._check_subscription(route)
+        if kind == "permissions":
+            return 200, {}, self._permissions(route, entry)
         if kind == "skus":
             skus = compute.list_skus(self.emu, query.get("$filter"))
             return 200, {}, self._page(skus, query, route)
@@ -65,6 +67,13 @@ class ArmDispatcher:
             op = self._op(route, rid, lro_fault, result=result)
             return 202, self.emu.ops.headers(op, location=True), None
         raise ArmError(405, "MethodNotAllowed", f"{method} is not supported on {route.kind}.")
+
+    def _permissions(self, route: Route, entry) -> dict:
+        if route.resource_group and not self.emu.store.has_resource_group(route.rg_id):
+            raise rg_not_found(route.resource_group)
+        ident = self.emu.tokens.find(principal_id=entry.principal) or Identity(
+            entry.principal, entry.client_id, "")
+        return {"value": permissions_at(self.emu.roles, ident, route.scope)}
 
     def _operation(self, route: Route, query):
         op = self.emu.ops.get(route.operation_id)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from emulator.errors import ArmError
 from emulator.identity import Identity
 
-__all__ = ["granted_at", "authorize", "authorize_linked"]
+__all__ = ["granted_at", "authorize", "authorize_linked", "permissions_at"]
 
 
 def granted_at(grant, scope: str | None) -> set[str]:
@@ -48,6 +48,20 @@ def authorize(roles: dict | None, ident: Identity, actions: list, scope: str,
                 f"scope '{scope}' or the scope is invalid. If access was recently "
                 f"granted, please refresh your credentials.",
             )
+
+
+def permissions_at(roles: dict | None, ident: Identity, scope: str) -> list[dict]:
+    """The caller's permissions at `scope` as `Microsoft.Authorization/permissions` lists them:
+    one entry per grant that reaches the scope (no roles: everything)."""
+    if roles is None:
+        return [{"actions": ["*"], "notActions": [], "dataActions": [], "notDataActions": []}]
+    out = []
+    for key in (ident.principal_id, ident.client_id, ident.name, "*"):
+        actions = granted_at(roles.get(key, ()), scope)
+        if actions:
+            out.append({"actions": sorted(actions), "notActions": [], "dataActions": [],
+                        "notDataActions": []})
+    return out
 
 
 def authorize_linked(roles: dict | None, ident: Identity, action: str, scope: str,

@@ -49,7 +49,7 @@ def canonical_type(ns: str, rtype: str) -> str:
 @dataclass
 class Route:
     kind: str  # graph | operation | skus | list_sub | list_rg | resource_group |
-    #                           resource | child_list | child | action | child_action
+    #                 resource | child_list | child | action | child_action | permissions
     subscription: str | None = None
     resource_group: str | None = None
     namespace: str | None = None
@@ -60,6 +60,7 @@ class Route:
     action: str | None = None
     operation_id: str | None = None
     operation_kind: str | None = None  # "operations" | "operationResults"
+    scope: str | None = None  # permissions: the resource (or group) they are asked for
     path: str = ""  # the request path as sent (for nextLink)
     api_version: str = ""  # echoed in operation URLs
 
@@ -82,6 +83,8 @@ class Route:
             return f"{self.namespace}/locations/{self.operation_kind}"
         if self.kind == "graph":
             return "Microsoft.ResourceGraph/resources"
+        if self.kind == "permissions":
+            return "Microsoft.Authorization/permissions"
         if self.kind == "resource_group":
             return "Microsoft.Resources/resourceGroups"
         return self.rtype
@@ -90,6 +93,8 @@ class Route:
         m = method.upper()
         if self.kind == "graph":
             return "Microsoft.ResourceGraph/resources/read"
+        if self.kind == "permissions":
+            return "Microsoft.Authorization/permissions/read"
         if self.kind == "operation":
             return f"{self.namespace}/locations/{self.operation_kind}/read"
         if self.kind == "resource_group":
@@ -117,6 +122,12 @@ def parse(path: str) -> Route | None:
     if len(s) < 2 or low[0] != "subscriptions":
         return None
     sub = s[1]
+    if len(s) >= 6 and low[-3:] == ["providers", "microsoft.authorization", "permissions"]:
+        # "Permissions - List For Resource" / "For Resource Group" (authorization spec,
+        # 2022-04-01): the caller's own effective actions at that scope.
+        scope = "/" + "/".join(s[:-3])
+        rg = s[3] if low[2] == "resourcegroups" else None
+        return Route("permissions", sub, rg, namespace="Microsoft.Authorization", scope=scope)
     if len(s) >= 5 and low[2] == "providers":
         ns = s[3]
         if len(s) == 5:

@@ -47,6 +47,7 @@ class Emulator:
         identities: list[Identity] | None = None,
         subscription_id: str | None = None,
         run_command_seconds: float = 0.0,
+        agent_ready_seconds: float = 0.0,
         throttle: bool | dict = False,
     ):
         self.scenario = load_scenario(scenario)
@@ -55,6 +56,9 @@ class Emulator:
         self.host, self._port = host, port
         self.page_size = page_size
         self.run_command_seconds = run_command_seconds  # how long each Run Command takes
+        # After a start the VM agent reports Not Ready for this long (0: Ready at once).
+        self.agent_ready_seconds = agent_ready_seconds
+        self.agent_ready_at: dict[str, float] = {}  # lower VM id -> monotonic time it is Ready
         # ARM subscription throttling; True = Azure's limits, or {"reads": (burst, per_s), ...}
         limits = throttle if isinstance(throttle, dict) else None
         self.throttle = Throttle(limits) if throttle else None
@@ -100,6 +104,9 @@ class Emulator:
                 if self.power_state(vm["id"]) == "running":
                     self.power[lower(vm["id"])] = "stopped"
                     power.start(self, vm["id"])
+                    # The scenario's running VMs have been up a while: their agents are in.
+                    if self.agent_ready_at.pop(lower(vm["id"]), None) is not None:
+                        vms.set_agent_ready(self, vm["id"], True)
 
     # ------------------------------------------------------------------ model helpers
     def new_guid(self) -> str:
@@ -119,7 +126,7 @@ class Emulator:
     def set_agent_ready(self, vm_id: str, ready: bool) -> None:
         """Test helper: mark the VM agent Ready / Not Ready (Run Command then fails)."""
         with self.lock:
-            power.set_agent_ready(self, vm_id, ready)
+            vms.set_agent_ready(self, vm_id, ready)
 
     def fail_over(self, vm_id: str) -> None:
         """Demo/test helper: a planned mirror failover (as a DBA does it) that makes this VM's

@@ -115,6 +115,8 @@ class EmulatorHost(Protocol):
     run_busy: set[str]
     busy_lock: threading.Lock
     run_command_seconds: float
+    agent_ready_seconds: float
+    agent_ready_at: dict[str, float]
     net_index: tuple[int, dict] | None  # (store version, derived address/pool lookups)
     mirrors: Any  # emulator.mirrors.Mirrors
 

@@ -203,6 +203,16 @@ class Settings:
     lock_lease_seconds: int = 60
     # Run Command: how long one script may take before the step is left pending.
     run_command_timeout_seconds: int = 900
+    # After a start, how long a run waits for the VM agent to report Ready before its guest
+    # steps (Run Command needs the agent); then the outcome is pending and the VM runs.
+    agent_ready_timeout_seconds: float = 300.0
+    # p95 durations the preflight reserves before taking a VM down: the run deallocates only
+    # when the time left covers deallocate + attach + start + agent ready (no published figures:
+    # conservative values, docs/azure-facts.md "Timings").
+    p95_deallocate_seconds: float = 120.0
+    p95_attach_seconds: float = 60.0
+    p95_start_seconds: float = 120.0
+    p95_agent_ready_seconds: float = 120.0
     # Event Grid topic for notifications (pending plans, failures); None = no notifications.
     notify_topic_endpoint: str | None = None
     # Access key of that topic; None = the managed identity (the template's topic takes only
@@ -238,6 +248,12 @@ class Settings:
     platform_auth_enabled: bool = False
     # Labs only: the function key alone may approve a plan (no verified principal needed).
     allow_key_only_approvals: bool = False
+
+    @property
+    def p95_seconds(self) -> dict[str, float]:
+        """The preflight's reservation per step (shared.core.remediation.preflight)."""
+        return {"deallocate": self.p95_deallocate_seconds, "attach": self.p95_attach_seconds,
+                "start": self.p95_start_seconds, "agent_ready": self.p95_agent_ready_seconds}
 
     _FIELDS: ClassVar[tuple[_Field, ...]]
     ENV_VARS: ClassVar[tuple[str, ...]]
@@ -367,6 +383,16 @@ Settings._FIELDS = (
            "client id of the function's managed identity (default: AZURE_CLIENT_ID)"),
     _Field("identity_resource_id", "HAIRPIN_IDENTITY_RESOURCE_ID", _text,
            "resource id of the user-assigned identity"),
+    _Field("agent_ready_timeout_seconds", "HAIRPIN_AGENT_READY_TIMEOUT_SECONDS",
+           _float_between(0, 1800), "seconds, 0-1800"),
+    _Field("p95_deallocate_seconds", "HAIRPIN_P95_DEALLOCATE_SECONDS", _float_between(0, 1800),
+           "seconds, 0-1800"),
+    _Field("p95_attach_seconds", "HAIRPIN_P95_ATTACH_SECONDS", _float_between(0, 1800),
+           "seconds, 0-1800"),
+    _Field("p95_start_seconds", "HAIRPIN_P95_START_SECONDS", _float_between(0, 1800),
+           "seconds, 0-1800"),
+    _Field("p95_agent_ready_seconds", "HAIRPIN_P95_AGENT_READY_SECONDS", _float_between(0, 1800),
+           "seconds, 0-1800"),
     _Field("event_burst_window_seconds", "HAIRPIN_EVENT_BURST_WINDOW_SECONDS",
            _float_between(1, 3600), "seconds, 1-3600"),
     _Field("event_clock_skew_seconds", "HAIRPIN_EVENT_CLOCK_SKEW_SECONDS",

@@ -57,6 +57,8 @@ class ModelledGuest:
         self._lock = threading.RLock()
         self.vms: dict[str, _VmState] = {}
         self.commands: list[dict] = []  # {"vm", "kind", "result"}
+        # Tests: what the read-only preflight probe finds missing, per VM name.
+        self.probe_problems: dict[str, list[str]] = {}
 
     def attach(self, emu) -> ModelledGuest:
         self.emu = emu
@@ -91,7 +93,9 @@ class ModelledGuest:
         windows = command_id == "RunPowerShellScript"
         if "azure-ilb-hairpin" not in text:
             return self.fallback.run_command(vm, command_id, script, parameters)
-        if "verification" in text:
+        if "preflight probe" in text:
+            kind = "probe"
+        elif "verification" in text:
             kind = "verify"
         elif "routes: cleanup" in text:
             kind = "cleanup"
@@ -101,7 +105,9 @@ class ModelledGuest:
             return self.fallback.run_command(vm, command_id, script, parameters)
         values = self._values(script, windows)
         with self._lock:
-            if kind == "apply":
+            if kind == "probe":
+                answer = self._probe(vm, windows)
+            elif kind == "apply":
                 answer = self._apply(vm, values, windows)
             elif kind == "cleanup":
                 answer = self._cleanup(vm, values, windows)
@@ -141,6 +147,14 @@ class ModelledGuest:
         return code, json.dumps(result, separators=(",", ":")) + "\n", err
 
     # ------------------------------------------------------------------ scripts
+    def _probe(self, vm, windows):
+        """The preflight probe's answer: a guest with every prerequisite, unless told."""
+        problems = list(self.probe_problems.get(vm["name"].lower(), ()))
+        found = ({"powershell": "5.1", "adapters": 1} if windows else
+                 {"iproute2_selectors": True, "kernel": "6.1.0-emulated", "stack": "none"})
+        return self._out({"probe": {**found, "primary_mac_found": True}, "problems": problems,
+                          "ok": not problems})
+
     def _apply(self, vm, v, windows):
         st = self._state(vm["name"])
         os_name = "windows" if windows else "linux"

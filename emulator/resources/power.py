@@ -1,12 +1,13 @@
 """A VM's power state (start, deallocate, power off, restart), its guest's boot and shutdown,
-and the VM agent's readiness."""
+and the VM agent's readiness (Not Ready for `agent_ready_seconds` after a start)."""
 
 from __future__ import annotations
 
 import hashlib
+import time
 
 from emulator.errors import bad_request, conflict
-from emulator.resources.vms import attached_nics, save_nic, view
+from emulator.resources.vms import attached_nics, save_nic, set_agent_ready, settle_agent, view
 from emulator.state import EmulatorHost, lower
 
 
@@ -27,6 +28,10 @@ def start(emu: EmulatorHost, vm_id: str) -> None:
             save_nic(emu, nic)
         nics.append(nic)
     emu.power[lower(vm_id)] = "running"
+    if emu.agent_ready_seconds > 0:
+        # The agent reports in only once the guest has booted: Not Ready until then.
+        set_agent_ready(emu, vm_id, False)
+        emu.agent_ready_at[lower(vm_id)] = time.monotonic() + emu.agent_ready_seconds
     emu.guest.on_start(view(emu, vm, expand=True), nics)
     emu.mirrors.power_changed()
 
@@ -60,29 +65,10 @@ def power_action(emu: EmulatorHost, vm_id: str, action: str) -> None:
 
 def agent_ready(emu: EmulatorHost, vm_id: str) -> bool:
     """The VM agent is ready unless the scenario's vmAgent status says 'Not Ready'."""
+    settle_agent(emu, vm_id)
     agent = emu.instance_extra.get(lower(vm_id), {}).get("vmAgent") or {}
     return not any(
         str(st.get("displayStatus", "")).lower() == "not ready"
         or str(st.get("code", "")).lower() == "provisioningstate/unavailable"
         for st in agent.get("statuses") or []
     )
-
-
-def set_agent_ready(emu: EmulatorHost, vm_id: str, ready: bool) -> None:
-    extra = emu.instance_extra.setdefault(lower(vm_id), {})
-    agent = extra.setdefault("vmAgent", {"vmAgentVersion": "2.7.41491.1102"})
-    agent["statuses"] = [
-        {
-            "code": "ProvisioningState/succeeded",
-            "level": "Info",
-            "displayStatus": "Ready",
-            "message": "GuestAgent is running and processing the extensions.",
-        }
-        if ready
-        else {
-            "code": "ProvisioningState/Unavailable",
-            "level": "Warning",
-            "displayStatus": "Not Ready",
-            "message": "VM status blob not found.",
-        }
-    ]

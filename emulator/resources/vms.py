@@ -4,6 +4,7 @@ built on read (power state beside the document, in emu.power), and NIC back-refe
 from __future__ import annotations
 
 import copy
+import time
 
 from emulator.state import EmulatorHost, lower, new_etag
 
@@ -33,6 +34,7 @@ def max_nics(emu: EmulatorHost, vm: dict) -> int | None:
 
 
 def instance_view(emu: EmulatorHost, vm_id: str) -> dict:
+    settle_agent(emu, vm_id)
     iv = copy.deepcopy(emu.instance_extra.get(lower(vm_id), {}))
     state = emu.power_state(vm_id)
     iv["statuses"] = [
@@ -75,3 +77,31 @@ DISPLAY = {
 
 def attached_nics(emu: EmulatorHost, vm: dict) -> list[dict]:
     return [n for n in (emu.store.get(r["id"]) for r in nic_refs(vm)) if n]
+
+
+def settle_agent(emu: EmulatorHost, vm_id: str) -> None:
+    """A started VM's agent turns Ready once its boot time has passed."""
+    due = emu.agent_ready_at.get(lower(vm_id))
+    if due is not None and time.monotonic() >= due:
+        del emu.agent_ready_at[lower(vm_id)]
+        set_agent_ready(emu, vm_id, True)
+
+
+def set_agent_ready(emu: EmulatorHost, vm_id: str, ready: bool) -> None:
+    extra = emu.instance_extra.setdefault(lower(vm_id), {})
+    agent = extra.setdefault("vmAgent", {"vmAgentVersion": "2.7.41491.1102"})
+    agent["statuses"] = [
+        {
+            "code": "ProvisioningState/succeeded",
+            "level": "Info",
+            "displayStatus": "Ready",
+            "message": "GuestAgent is running and processing the extensions.",
+        }
+        if ready
+        else {
+            "code": "ProvisioningState/Unavailable",
+            "level": "Warning",
+            "displayStatus": "Not Ready",
+            "message": "VM status blob not found.",
+        }
+    ]

@@ -130,6 +130,15 @@ class ArmActions:
         except ResourceNotFoundError:
             return None
 
+    def permissions(self, resource_id: str) -> list[dict]:
+        """The caller's effective permissions on a resource (`Permissions - List For
+        Resource`): [{"actions": [...], "notActions": [...]}, ...]."""
+        rid = arm_ids.parse(resource_id)
+        pages = self.clients.authorization.permissions.list_for_resource(
+            rid.resource_group, rid.provider, "", rid.types[0], rid.names[0])
+        return [{"actions": list(p.actions or []), "notActions": list(p.not_actions or [])}
+                for p in pages]
+
     def get_nic(self, nic_id: str) -> dict | None:
         rg, name = _split(nic_id)
         try:
@@ -287,6 +296,23 @@ class ArmActions:
     def start(self, vm_id: str) -> None:
         rg, name = _split(vm_id)
         self.clients.compute.virtual_machines.begin_start(rg, name).result()
+
+    def wait_agent_ready(self, vm_id: str, *, timeout: float, interval: float,
+                         margin: float = 0.0) -> dict | None:
+        """Read the VM until its agent reports Ready (or reports nothing to wait for), at most
+        `timeout` seconds and never past the deadline less `margin`; the last read."""
+        started = self._clock()
+        while True:
+            vm = self.get_vm(vm_id)
+            if vm is None or self.agent_ready(vm) is not False:
+                return vm
+            left = timeout - (self._clock() - started)
+            remaining = self.remaining()
+            if remaining is not None:
+                left = min(left, remaining - margin)
+            if left < interval:
+                return vm
+            self._sleep(interval)
 
     # ------------------------------------------------------------------ Run Command
     def run_command(self, vm_id: str, command_id: str, script: list[str], *,

@@ -145,6 +145,15 @@ class AzureClients:
         return ComputeManagementClient(self._credential, self.subscription_id, **self._kwargs())
 
     @cached_property
+    def authorization(self):
+        # Only the preflight reads permissions: imported on first use.
+        from azure.mgmt.authorization import AuthorizationManagementClient
+
+        kwargs = self._kwargs()
+        kwargs.pop("polling_interval", None)
+        return AuthorizationManagementClient(self._credential, self.subscription_id, **kwargs)
+
+    @cached_property
     def resource_graph(self) -> ResourceGraphClient:
         from azure.mgmt.resourcegraph import ResourceGraphClient
 

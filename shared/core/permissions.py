@@ -46,6 +46,7 @@ AUDIT_ACTIONS: tuple[str, ...] = (
 # attach/detach it (VM PATCH of the NIC list: linked networkInterfaces/join), deallocate/start
 # around the change, push/verify/clean guest routes with Run Command, and poll the Compute LROs.
 WRITE_ACTIONS: tuple[str, ...] = (
+    "Microsoft.Authorization/permissions/read",  # the preflight reads its own permissions
     "Microsoft.Compute/locations/operations/read",
     "Microsoft.Compute/virtualMachines/deallocate/action",
     "Microsoft.Compute/virtualMachines/runCommand/action",
@@ -132,6 +133,8 @@ def rbac_action(method: str, url_or_path: str) -> str | None:
         return "Microsoft.ResourceGraph/resources/read"
     if len(seg) < 2 or low[0] != "subscriptions":
         return None
+    if low[-3:] == ["providers", "microsoft.authorization", "permissions"]:
+        return "Microsoft.Authorization/permissions/read"  # the caller's own, at any scope
     if len(seg) >= 4 and low[2] == "resourcegroups":
         if len(seg) == 4:
             return f"Microsoft.Resources/subscriptions/resourceGroups/{_VERBS.get(m, 'read')}"

@@ -13,7 +13,7 @@ __all__ = [
     "Mode", "Severity", "ACTIONABLE", "CallerEvidence", "PowerState", "TriggerKind",
     "UNATTENDED", "Status", "Verdict", "StepKind", "JournalAction", "JournalResult",
     "RecordKind", "DriftKind", "RemediationCall", "EventStatus", "EventSchema", "ScopeKind",
-    "ApproverVerdict",
+    "ApproverVerdict", "PreflightCheck",
 ]
 
 
@@ -146,6 +146,18 @@ class JournalAction(StrEnum):
     EVENT_REJECTED = "event-rejected"
     SWEEP = "sweep"
     FIX_OPERATION = "fix-operation"  # status of an apply queued by the fix API
+    PREFLIGHT = "preflight"  # the checks before a VM's first deallocation
+
+
+class PreflightCheck(StrEnum):
+    """What the preflight proves before a VM is taken down (shared.core.remediation.preflight)."""
+
+    BUDGET = "budget"  # the time left covers deallocate + attach + start + agent ready
+    PERMISSIONS = "permissions"  # the identity may do every action the steps need
+    SIZE = "size"  # the VM's size takes one more NIC
+    NIC = "nic"  # the managed NIC is Succeeded, with its address, in the VM's VNet
+    AGENT = "agent"  # the VM agent reports Ready
+    PROBE = "probe"  # a read-only Run Command answers and finds the guest's prerequisites
 
 
 class JournalResult(StrEnum):

@@ -52,6 +52,7 @@ class ServiceContext:
     storage: StorageClients | None = None
     clock: Callable[[], datetime] = _utc_now  # the guard's "now" (maintenance windows)
     run_command_backoff: float = 1.0  # first wait after "another Run Command is running" (409)
+    agent_poll_interval: float = 10.0  # between reads of a started VM's agent status
     deadline_margin: float = DEADLINE_MARGIN_S
     _clients: dict[str, AzureClients] = field(default_factory=dict, repr=False)
 

@@ -447,3 +447,20 @@ def test_mirror_rules_fail_over_with_power_state_without_fail_back():
         g.on_start(vms["hs-vm1"], [fab.scenario.nics[n.id]
                                    for n in fab.scenario.vm_nics(vms["hs-vm1"])])
         assert served_by() == {"hs-vm2": 4}
+
+
+def test_preflight_probe_reads_the_guest_and_changes_nothing(guest):
+    """The preflight's Run Command canary, run for real in the VM's namespace: iproute2's
+    selectors and the primary NIC's MAC are found; a MAC the guest lacks is a problem; the
+    guest's rules and routes are as before."""
+    from shared.core.guest.probe import render_probe
+
+    before = guest.fabric.state("vm1")
+    code, result, _ = run(guest, render_probe("linux", "00-0D-3A-00-01-10"))
+    assert code == 0 and result["ok"] is True, result
+    assert result["probe"]["iproute2_selectors"] is True
+    assert result["probe"]["primary_mac_found"] is True and result["problems"] == []
+    code, wrong, _ = run(guest, render_probe("linux", "00-0D-3A-00-09-99"))
+    assert wrong["ok"] is False and wrong["probe"]["primary_mac_found"] is False
+    assert any("00:0d:3a:00:09:99" in p for p in wrong["problems"])
+    assert guest.fabric.state("vm1") == before

@@ -49,3 +49,14 @@ def test_the_installer_payload_is_checked_too(tmp_path):
     body is checked on its own above, and here it is the heredoc's exact content."""
     s = spec(ROUTES["tcp"])
     assert g.render_linux_body(s) in g.render_linux_apply(s)
+
+
+def test_the_preflight_probe_is_shellcheck_clean(tmp_path):
+    from shared.core.guest.probe import render_probe
+
+    for mac in ("00-0D-3A-12-34-56", None):
+        path = tmp_path / "probe.sh"
+        path.write_text(render_probe("linux", mac))
+        done = subprocess.run(["shellcheck", "--severity=style", "--shell=bash", str(path)],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout

@@ -69,7 +69,9 @@ def simulated_guest(vm: dict, command_id: str, script: list, parameters: list):
     text = "\n".join(script)
     targets = _LINUX_PROBE.findall(text) or _WIN_TARGET.findall(text)
     os_name = "windows" if command_id == "RunPowerShellScript" else "linux"
-    if targets:
+    if "preflight probe" in text:
+        result = {"probe": {"primary_mac_found": True}, "problems": [], "ok": True}
+    elif targets:
         verify = [{"vip": vip, "port": int(port), "ok": 20, "total": 20,
                    "backends": {vm["name"]: 20}} for vip, port in targets]
         result = {"result": "verified", "os": os_name, "ok": True, "verify": verify}
@@ -452,7 +454,9 @@ def test_scoped_grants_follow_arm_inheritance():
 @pytest.mark.parametrize("missing", permissions.REMEDIATION_ACTIONS)
 def test_each_permission_is_needed(harness, missing):
     """Drop one action from the role: the flows hit 403 on exactly it (audit actions during the
-    audit, write actions during apply + rollback)."""
+    audit, write actions during apply + rollback), or the preflight, reading the identity's
+    permissions from ARM, refuses to take the VM down for the lack of it (and
+    test_the_preflight_asks_only_for_what_arm_checks shows it asks for nothing ARM does not)."""
     role = set(permissions.REMEDIATION_ACTIONS) - {missing}
     emu, ctx, operator = harness(roles={PRODUCT.principal_id: role,
                                         OPERATOR.principal_id: {"*"}})
@@ -465,7 +469,31 @@ def test_each_permission_is_needed(harness, missing):
     except (AssertionError, HttpResponseError):
         pass  # expected: a flow fails without the permission
     denied = {a for e in emu.requests if e.status == 403 for a in e.actions}
-    assert missing in denied, f"{missing} was never needed: the role has an extra action"
+    preflight = " ".join(e.error or "" for vm in (VM1, VM2)
+                         for e in ctx.journal.history(vm, 100) if e.action == "preflight")
+    assert missing in denied or f"lacks {missing}" in preflight, (
+        f"{missing} was never needed: the role has an extra action")
+
+
+def test_the_preflight_asks_only_for_what_arm_checks(harness):
+    """Every action the preflight requires on the VM and on the NIC is one ARM checked at that
+    scope during the apply that followed."""
+    from shared.core.remediation.preflight import needed_actions
+
+    emu, ctx, _ = harness()
+    flow_apply(ctx)
+    checked: dict[str, set[str]] = {}
+    for e in emu.requests:
+        if e.principal == PRODUCT.principal_id and e.status < 400:
+            for action in e.actions:
+                checked.setdefault(action.lower(), set()).add(e.path.lower())
+    nic = VM2.replace("virtualMachines/hs-vm2", "networkInterfaces/hs-vm2-hairpin-nic")
+    for scope, actions in needed_actions(VM2, nic, starts=True).items():
+        for action in actions:
+            # the VM's own actions at its URL; the NIC's join as a linked check on the VM PATCH
+            paths = checked.get(action.lower(), set())
+            assert any(p.startswith(scope.lower()) or p.startswith(VM2.lower())
+                       for p in paths), (action, scope)
 
 
 # --------------------------------------------------------------------------- the mapping, pure

@@ -80,7 +80,14 @@ def test_default_scenario_applied_end_to_end(estate, capsys):
         print(f"\n[e2e] apply ARM writes: {len(writes)} (adapter counted {out.arm_writes}):",
               ", ".join(f"{e.method} {e.path.rsplit('/', 2)[-2]}/{e.path.rsplit('/', 1)[-1]}"
                         for e in writes))
-    assert len(writes) == out.arm_writes == 2 * 6  # per VM: NIC, dealloc, PUT, start, 2 x run
+    # Per VM: NIC, the preflight's read-only probe (Run Command), dealloc, PATCH, start, routes
+    # and verification (2 x Run Command).
+    assert len(writes) == out.arm_writes == 2 * 7
+    for vm in ("hs-vm1", "hs-vm2"):
+        mine = [e.path.rsplit("/", 1)[-1] for e in writes if f"/{vm}" in e.path]
+        assert mine == [f"{vm}-hairpin-nic", "runCommand", "deallocate", vm, "start",
+                        "runCommand", "runCommand"]
+    assert guest.commands[0]["kind"] == "probe"
     assert seen == [["hs-vm2-nic"]]  # the fixed peer took over
     for v in out.vms:
         assert [(n["vip"], n["ok"], n["total"]) for n in v.verification] == [
@@ -106,6 +113,7 @@ def test_default_scenario_applied_end_to_end(estate, capsys):
     entries = remediation.history(ctx, VM1)
     actions = [(e["action"], e["result"]) for e in reversed(entries)]
     assert ("deallocate", "started") in actions and ("start", "succeeded") in actions
+    assert actions.index(("preflight", "succeeded")) < actions.index(("deallocate", "started"))
     assert all(e["plan_hash"] == pr.plan.hash for e in entries if e["action"] != "plan")
 
 
@@ -138,10 +146,11 @@ def test_linux_scenario_pushes_the_policy_routing_script(estate):
     out = remediation.apply(ctx, VM1, CLI, approval=pr.plan.hash)
     assert out.status == "applied", out.reasons
     scripts = [c for c in emu.requests if c.path.endswith("/runCommand")]
-    assert len(scripts) == 4
+    assert len(scripts) == 6  # per VM: the preflight probe, the routes, the verification
     kinds = [(c["vm"], c["kind"], json.loads(c["result"]).get("result", "verify"))
              for c in guest.commands]
-    assert kinds == [("hs-vm2", "apply", "applied"), ("hs-vm2", "verify", "verify"),
+    assert kinds == [("hs-vm2", "probe", "verify"), ("hs-vm2", "apply", "applied"),
+                     ("hs-vm2", "verify", "verify"), ("hs-vm1", "probe", "verify"),
                      ("hs-vm1", "apply", "applied"), ("hs-vm1", "verify", "verify")]
     assert all(n["ok"] == 20 for v in out.vms for n in v.verification)
 
@@ -190,3 +199,25 @@ def test_stopped_vms_are_deallocated_for_the_attach_and_left_down(estate):
     emu.set_power(VM2, "running")  # the operator starts it
     routes = remediation.ensure_guest_routes(ctx, VM2, CLI)
     assert routes.status == "applied", routes.reasons
+
+
+def test_after_the_start_the_run_waits_for_the_vm_agent_then_pushes_the_routes(estate):
+    """A started VM's agent reports Not Ready for a while (the guest boots); Run Command fails
+    until it is Ready. The run waits for it (bounded), and does not leave the routes to the
+    next trigger."""
+    emu, guest, ctx = estate(emu_kwargs={"agent_ready_seconds": 1.5})
+    pr = remediation.plan_for_vm(ctx, VM1)
+    out = remediation.apply(ctx, VM1, CLI, approval=pr.plan.hash)
+    assert out.status == "applied", out.reasons
+    assert out.verified is True
+    assert guest.vms["hs-vm1"].active.get("10.0.1.100")
+    assert guest.vms["hs-vm2"].active.get("10.0.1.100")
+    log = list(emu.requests)
+    for vm in ("hs-vm1", "hs-vm2"):
+        mine = [e for e in log if f"/virtualMachines/{vm}" in e.path]
+        started = max(i for i, e in enumerate(mine) if e.path.endswith("/start"))
+        ran = min(i for i, e in enumerate(mine) if e.path.endswith("/runCommand")
+                  and i > started)
+        polls = [e for e in mine[started:ran] if e.method == "GET"
+                 and e.path.endswith(f"/virtualMachines/{vm}")]
+        assert len(polls) >= 2, f"{vm}: no wait for the agent between start and Run Command"

@@ -64,22 +64,21 @@ def test_429_with_short_retry_after_is_waited_out(estate):
     assert_converges(emu, ctx)
 
 
-def test_429_longer_than_the_budget_stops_cleanly_and_resumes(estate):
+def test_429_longer_than_the_budget_stops_cleanly_and_starts_the_vm_first(estate):
     emu, _, ctx = estate()
-    # Hit after hs-vm2 was deallocated: the VM must come back on the next run.
+    # Hit after hs-vm2 was deallocated: the run stops (pending), but not with the VM down.
     emu.faults.add("PATCH", VM2_NICS, 429, retry_after=600, times=1)
     out = approve_and_apply(ctx)
-    assert out.status == "pending" and out.resumable, out.reasons
+    assert out.status == "pending", out.reasons
     assert any("budget" in r for r in out.reasons)
-    assert emu.power_state(VM2) == "deallocated"
-    recs = ctx.journal.open_records(RecordKind.DEALLOCATED)
-    assert [r.vm_id.lower() for r in recs] == [VM2.lower()]  # the resumable record
+    assert emu.power_state(VM2) == "running"  # started again before the run ended
+    assert ctx.journal.open_records(RecordKind.DEALLOCATED) == []
+    ops = [(e.method, e.action.split("/")[-2]) for e in arm_writes(emu)]
+    assert ops.index(("POST", "start")) > ops.index(("POST", "deallocate"))
+    assert out.vm("hs-vm1") is None  # never went on to the serving VM
     assert_consistent(emu, ctx)
-    # Any next run starts it first, then converges.
+    # The next run plans again and converges.
     emu.requests.reset()
-    resumed = remediation.resume_interrupted(ctx, CLI)
-    assert [o.status for o in resumed] == ["applied"]
-    assert emu.power_state(VM2) == "running"
     assert_converges(emu, ctx)
 
 

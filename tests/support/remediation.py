@@ -55,6 +55,7 @@ def make_ctx(emu, storage_ns, *, clock=None, deadline=None, **overrides) -> Serv
     ctx.locks = LockManager(storage_ns.blob_service(), container=names.lock_container,
                             lease_seconds=15, holder="test").ensure()
     ctx.run_command_backoff = 0.05
+    ctx.agent_poll_interval = 0.05
     if clock is not None:
         ctx.clock = clock
     return ctx

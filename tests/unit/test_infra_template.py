@@ -45,6 +45,11 @@ NOT_SET = {
     "HAIRPIN_EVENT_BURST_WINDOW_SECONDS": "code default",
     "HAIRPIN_EVENT_CLOCK_SKEW_SECONDS": "code default",
     "HAIRPIN_EVENT_HANDOFF_TTL_SECONDS": "code default (30 min)",
+    "HAIRPIN_AGENT_READY_TIMEOUT_SECONDS": "code default (5 min)",
+    "HAIRPIN_P95_DEALLOCATE_SECONDS": "code default",
+    "HAIRPIN_P95_ATTACH_SECONDS": "code default",
+    "HAIRPIN_P95_START_SECONDS": "code default",
+    "HAIRPIN_P95_AGENT_READY_SECONDS": "code default",
     "HAIRPIN_ARM_ENDPOINT": "emulator only; unset = public Azure Resource Manager",
     "HAIRPIN_STORAGE_CONNECTION": "a connection string carries the account key; the app uses "
                                   "identity-based AzureWebJobsStorage__* instead",

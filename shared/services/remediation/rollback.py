@@ -190,7 +190,7 @@ def _detach(runner: VmRunner, live: dict, nic: dict, info: dict) -> None:
         runner.refuse_unplanned_deallocation()  # before the routes go: nothing half done
         if info["vips"]:
             _cleanup_routes(runner, live, nic, info["vips"])
-        runner.deallocate("rollback", nic_id)
+        runner.deallocate("rollback", nic_id, preflight=False)
     elif runner.left_down_by_us():
         runner.deallocated_by_us = True
     runner.rec.write(StepKind.DETACH, lambda: actions.detach_nic(v.vm_id, nic_id),

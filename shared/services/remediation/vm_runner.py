@@ -17,6 +17,7 @@ from shared.core.remediation.outcome import VmOutcome
 from shared.core.topology import Topology
 from shared.core.vocab import JournalAction, JournalResult, PowerState, RecordKind, Status, StepKind
 from shared.services.remediation.guest_steps import GuestSteps
+from shared.services.remediation.preflight import reserve_downtime, run_preflight
 from shared.services.remediation.run import (
     RefuseRun,
     Run,
@@ -87,7 +88,7 @@ class VmRunner:
         v = self.v
         power = ArmActions.power_state(live_vm)
         if power == PowerState.RUNNING:
-            self.deallocate("attach managed NIC", v.nic.id)
+            self.deallocate("attach managed NIC", v.nic.id, preflight=True)
             self.rec.step(StepKind.DEALLOCATE, "deallocated")
         elif power == PowerState.STOPPED:
             self.deallocate_stopped()
@@ -115,6 +116,7 @@ class VmRunner:
         v = self.v
         self.refuse_unplanned_deallocation()
         self.run.check_budget(f"deallocating {v.vm_name}")
+        run_preflight(self.run, self.actions, v, self.pr.topology, running=False)
         self.rec.write(StepKind.DEALLOCATE, lambda: self.actions.deallocate(v.vm_id),
                        before={"power_state": PowerState.STOPPED},
                        after=lambda _: {"power_state": PowerState.DEALLOCATED})
@@ -122,13 +124,18 @@ class VmRunner:
         self.out.reasons.append(f"{v.vm_name} was stopped: it is left deallocated; the routes "
                                 "are pushed when it starts")
 
-    def deallocate(self, reason: str, nic_id: str) -> None:
-        """Deallocate a running VM under the guard's pool rule, re-checked live. The
+    def deallocate(self, reason: str, nic_id: str, *, preflight: bool) -> None:
+        """Deallocate a running VM under the guard's pool rule, re-checked live, after the
+        preflight (for an attach; a rollback's detach reserves the downtime only). The
         `deallocated` record is opened first: a crash from here on leaves evidence."""
         v, journal = self.v, self.run.ctx.journal
         self.refuse_unplanned_deallocation()
         self.check_peers()
         self.run.check_budget(f"deallocating {v.vm_name}")
+        if preflight:
+            run_preflight(self.run, self.actions, v, self.pr.topology, running=True)
+        else:
+            reserve_downtime(self.run)
         journal.open_record(RecordKind.DEALLOCATED, v.vm_id, operation_id=self.run.op,
                             plan_hash=self.run.plan_hash,
                             data={"reason": reason, "nic": nic_id})
@@ -142,13 +149,21 @@ class VmRunner:
         return bool(self.run.ctx.journal.open_records(RecordKind.DEALLOCATED, self.v.vm_id))
 
     def start(self) -> None:
-        v = self.v
+        """Start the VM, then wait (bounded) for its VM agent: Run Command needs it Ready, and
+        after a start it is not at once (docs/azure-facts.md, "VM agent")."""
+        v, ctx = self.v, self.run.ctx
         self.rec.write(StepKind.START, lambda: self.actions.start(v.vm_id),
                        before={"power_state": PowerState.DEALLOCATED},
                        after=lambda _: {"power_state": PowerState.RUNNING})
-        self.run.ctx.journal.close_record(RecordKind.DEALLOCATED, v.vm_id)
+        ctx.journal.close_record(RecordKind.DEALLOCATED, v.vm_id)
         self.deallocated_by_us = False
         self.rec.step(StepKind.START, "started")
+        waited = self.actions.wait_agent_ready(
+            v.vm_id, timeout=ctx.settings.agent_ready_timeout_seconds,
+            interval=ctx.agent_poll_interval, margin=ctx.deadline_margin)
+        if ArmActions.agent_ready(waited) is False:
+            self.rec.step(StepKind.START, "VM agent not ready after "
+                          f"{ctx.settings.agent_ready_timeout_seconds:.0f} s")
 
     def refuse_unplanned_deallocation(self) -> None:
         """The guard (window, approval) judged a plan that does not deallocate this VM (it was
@@ -232,6 +247,9 @@ class VmRunner:
             self.out.reasons.append(reason)
             self.run.journal(JournalAction.APPLY, JournalResult.PENDING, self.v.vm_id,
                              error=reason)
+            # A clean stop too never ends with a VM we deallocated down: its start was
+            # reserved in the budget before the deallocation (preflight).
+            self.restart_if_ours()
             return
         log.warning("remediation of %s failed: %s", self.v.vm_name, exc, exc_info=True)
         self.out.status = Status.FAILED
@@ -241,8 +259,8 @@ class VmRunner:
         self.restart_if_ours()
 
     def restart_if_ours(self) -> None:
-        """After a failure: never leave a VM we deallocated down (best effort; else the open
-        record makes the next run start it first)."""
+        """After a failure or a stop: never leave a VM we deallocated down (best effort; else
+        the open record makes the next run start it first)."""
         if not self.deallocated_by_us:
             return
         try:
