@@ -56,8 +56,7 @@ class Emulator:
         self.host, self._port = host, port
         self.page_size = page_size
         self.run_command_seconds = run_command_seconds  # how long each Run Command takes
-        # After a start the VM agent reports Not Ready for this long (0: Ready at once).
-        self.agent_ready_seconds = agent_ready_seconds
+        self.agent_ready_seconds = agent_ready_seconds  # Not Ready this long after a start
         self.agent_ready_at: dict[str, float] = {}  # lower VM id -> monotonic time it is Ready
         # ARM subscription throttling; True = Azure's limits, or {"reads": (burst, per_s), ...}
         limits = throttle if isinstance(throttle, dict) else None
@@ -71,9 +70,7 @@ class Emulator:
         self.tokens = TokenService(identities if identities is not None else [
             Identity(i["principalId"], i["clientId"], i.get("name", "identity"))
             for i in emu_cfg.get("identities") or []] or None)
-        self.store = Store()
-        self.faults = Faults()
-        self.requests = RequestLog()
+        self.store, self.faults, self.requests = Store(), Faults(), RequestLog()
         self.events: list[dict] = []  # Event Grid system-topic events of the writes served
         self.logs = LogsIngestion(self)  # the data collection endpoint (Logs Ingestion API)
         self.on_event = None  # optional callable(event), called as each event is made

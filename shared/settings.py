@@ -7,150 +7,22 @@ them all so the infrastructure template can be checked against it. Bad values ra
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, ClassVar
-from urllib.parse import urlparse
 
+from shared import setting_values as parse
 from shared.core import arm_ids
-from shared.core.call_targets import CallTarget, parse_call_targets
-from shared.core.schedule import MaintenanceWindow, validate_ncrontab
+from shared.core.call_targets import CallTarget
+from shared.core.schedule import MaintenanceWindow
 from shared.core.storage_names import DEFAULT_PREFIX, StorageNames, validate_prefix
+from shared.setting_values import MODES, SettingsError
 
 __all__ = ["SettingsError", "Settings", "MODES", "FUNCTION_BUDGET_S"]
 
-MODES = ("audit", "plan", "apply")
-
 # host.json's functionTimeout is 10 minutes: an invocation stops starting work a minute before.
 FUNCTION_BUDGET_S = 540.0
-
-
-class SettingsError(ValueError):
-    """A setting has a value the product cannot use; `variable` names it (its value is not
-    repeated where callers show errors to clients: it may be a secret)."""
-
-    def __init__(self, message: str, variable: str | None = None) -> None:
-        super().__init__(message)
-        self.variable = variable
-
-
-# --------------------------------------------------------------------------- value parsers
-
-
-def _text(value: str) -> str:
-    value = value.strip()
-    if not value:
-        raise ValueError("empty")
-    return value
-
-
-def _bool(value: str) -> bool:
-    low = value.strip().lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError("expected true/false (also 1/0, yes/no, on/off)")
-
-
-def _platform_flag(value: str) -> bool:
-    # As the Functions host reads WEBSITE_AUTH_ENABLED (.NET bool.TryParse: "True"/"false",
-    # any case, else false): a platform value never stops the app.
-    return value.strip().lower() == "true"
-
-
-def _between(kind: type, low: float, high: float) -> Callable[[str], Any]:
-    what = "a whole number" if kind is int else "a number"
-
-    def parse(value: str):
-        try:
-            number = kind(value.strip())
-        except ValueError:
-            raise ValueError(f"expected {what} {low:g}-{high:g}") from None
-        if not low <= number <= high:
-            raise ValueError(f"expected {what} {low:g}-{high:g}")
-        return number
-
-    return parse
-
-
-def _int_between(low: int, high: int) -> Callable[[str], int]:
-    return _between(int, low, high)
-
-
-def _float_between(low: float, high: float) -> Callable[[str], float]:
-    return _between(float, low, high)
-
-
-def _mode(value: str) -> str:
-    low = value.strip().lower()
-    if low not in MODES:
-        raise ValueError(f"expected one of {', '.join(MODES)}")
-    return low
-
-
-def _tag_name(value: str) -> str:
-    return arm_ids.validate_name(value.strip(), "tag")
-
-
-def _subscriptions(value: str) -> tuple[str, ...]:
-    items = [s for s in re.split(r"[,;\s]+", value.strip()) if s]
-    bad = [s for s in items if not arm_ids.is_subscription_id(s)]
-    if bad:
-        raise ValueError(f"not subscription IDs (GUIDs): {', '.join(bad)}")
-    return tuple(sorted({s.lower() for s in items}))
-
-
-def _subnet_id(value: str) -> str:
-    parsed = arm_ids.try_parse(value)
-    if parsed is None or not parsed.is_type("Microsoft.Network/virtualNetworks/subnets"):
-        raise ValueError(
-            "expected a subnet resource ID "
-            "(/subscriptions/.../virtualNetworks/{vnet}/subnets/{subnet})"
-        )
-    return str(parsed)
-
-
-def _url(value: str) -> str:
-    parsed = urlparse(value.strip())
-    if parsed.scheme not in ("https", "http") or not parsed.netloc:
-        raise ValueError("expected an http(s) URL")
-    return value.strip().rstrip("/")
-
-
-def _window(value: str) -> MaintenanceWindow:
-    return MaintenanceWindow.parse(value)
-
-
-def _declared_callers(value: str) -> Mapping[str, tuple[CallTarget, ...]]:
-    """JSON object: VM name or VM resource ID -> list of "VIP:port" (or one comma string)."""
-    try:
-        raw = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc.msg})") from None
-    if not isinstance(raw, dict):
-        raise ValueError('expected a JSON object like {"hs-vm1": ["10.0.1.100:1972"]}')
-    out: dict[str, tuple[CallTarget, ...]] = {}
-    for vm, targets in raw.items():
-        if isinstance(targets, str):
-            targets = [targets]
-        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
-            raise ValueError(f"{vm!r}: expected a list of 'VIP:port' strings")
-        parsed = parse_call_targets(",".join(targets))
-        key = arm_ids.normalize(vm)
-        out[key] = tuple(
-            sorted(
-                set(out.get(key, ()) + parsed), key=lambda t: (t.ip.version, int(t.ip), t.port or 0)
-            )
-        )
-    return MappingProxyType(out)
-
-
-def _ncrontab(value: str) -> str:
-    return validate_ncrontab(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +156,7 @@ class Settings:
         values: dict[str, Any] = {}
         for spec in cls._FIELDS:
             raw = environ.get(spec.env)
-            if raw is None or (raw.strip() == "" and spec.parse is not _bool):
+            if raw is None or (raw.strip() == "" and spec.parse is not parse.boolean):
                 continue
             try:
                 values[spec.name] = spec.parse(raw)
@@ -315,37 +187,39 @@ class Settings:
 
 
 Settings._FIELDS = (
-    _Field("mode", "HAIRPIN_MODE", _mode, "audit, plan or apply"),
-    _Field("opt_in_tag", "HAIRPIN_OPT_IN_TAG", _tag_name, "VM tag name that opts in"),
-    _Field("opt_in_value", "HAIRPIN_OPT_IN_VALUE", _text, "tag value that opts in"),
+    _Field("mode", "HAIRPIN_MODE", parse.mode, "audit, plan or apply"),
+    _Field("opt_in_tag", "HAIRPIN_OPT_IN_TAG", parse.tag_name, "VM tag name that opts in"),
+    _Field("opt_in_value", "HAIRPIN_OPT_IN_VALUE", parse.text, "tag value that opts in"),
     _Field(
-        "maintenance_window", "HAIRPIN_MAINTENANCE_WINDOW", _window, "e.g. 'Sat 01:00-05:00 UTC'"
+        "maintenance_window", "HAIRPIN_MAINTENANCE_WINDOW", parse.window,
+        "e.g. 'Sat 01:00-05:00 UTC'"
     ),
-    _Field("maintenance_window_tag", "HAIRPIN_MAINTENANCE_WINDOW_TAG", _tag_name,
+    _Field("maintenance_window_tag", "HAIRPIN_MAINTENANCE_WINDOW_TAG", parse.tag_name,
            "VM tag with a per-VM window"),
-    _Field("declared_callers", "HAIRPIN_DECLARED_CALLERS", _declared_callers,
+    _Field("declared_callers", "HAIRPIN_DECLARED_CALLERS", parse.declared_callers,
            'JSON: {"vm name or id": ["VIP:port", ...]}'),
-    _Field("declared_callers_tag", "HAIRPIN_DECLARED_CALLERS_TAG", _tag_name,
+    _Field("declared_callers_tag", "HAIRPIN_DECLARED_CALLERS_TAG", parse.tag_name,
            "VM tag listing VIP:port the VM calls"),
-    _Field("secondary_subnet_id", "HAIRPIN_SECONDARY_SUBNET_ID", _subnet_id,
+    _Field("secondary_subnet_id", "HAIRPIN_SECONDARY_SUBNET_ID", parse.subnet_id,
            "subnet resource ID for managed secondary NICs"),
-    _Field("allow_broad_ha_ports_rule", "HAIRPIN_ALLOW_BROAD_HA_PORTS_RULE", _bool, "true/false"),
+    _Field("allow_broad_ha_ports_rule", "HAIRPIN_ALLOW_BROAD_HA_PORTS_RULE", parse.boolean,
+           "true/false"),
     _Field(
         "verify_connects",
         "HAIRPIN_VERIFY_CONNECTS",
-        _int_between(1, 1000),
+        parse.int_between(1, 1000),
         "connects per VIP:port when verifying",
     ),
-    _Field("subscriptions", "HAIRPIN_SUBSCRIPTIONS", _subscriptions,
+    _Field("subscriptions", "HAIRPIN_SUBSCRIPTIONS", parse.subscriptions,
            "comma-separated subscription IDs"),
-    _Field("use_resource_graph", "HAIRPIN_USE_RESOURCE_GRAPH", _bool, "true/false"),
-    _Field("audit_schedule", "HAIRPIN_AUDIT_SCHEDULE", _ncrontab, "6-field NCRONTAB"),
-    _Field("sweep_schedule", "HAIRPIN_SWEEP_SCHEDULE", _ncrontab, "6-field NCRONTAB"),
-    _Field("arm_endpoint", "HAIRPIN_ARM_ENDPOINT", _url, "ARM base URL"),
+    _Field("use_resource_graph", "HAIRPIN_USE_RESOURCE_GRAPH", parse.boolean, "true/false"),
+    _Field("audit_schedule", "HAIRPIN_AUDIT_SCHEDULE", parse.ncrontab, "6-field NCRONTAB"),
+    _Field("sweep_schedule", "HAIRPIN_SWEEP_SCHEDULE", parse.ncrontab, "6-field NCRONTAB"),
+    _Field("arm_endpoint", "HAIRPIN_ARM_ENDPOINT", parse.url, "ARM base URL"),
     _Field(
         "storage_connection",
         "HAIRPIN_STORAGE_CONNECTION",
-        _text,
+        parse.text,
         "storage connection string (default: AzureWebJobsStorage)",
     ),
     _Field("storage_prefix", "HAIRPIN_STORAGE_PREFIX", validate_prefix,
@@ -353,63 +227,59 @@ Settings._FIELDS = (
     _Field(
         "lock_lease_seconds",
         "HAIRPIN_LOCK_LEASE_SECONDS",
-        _int_between(15, 60),
+        parse.int_between(15, 60),
         "blob lease length, 15-60 s",
     ),
     _Field(
         "run_command_timeout_seconds",
         "HAIRPIN_RUN_COMMAND_TIMEOUT_SECONDS",
-        _int_between(30, 5400),
+        parse.int_between(30, 5400),
         "seconds, 30-5400",
     ),
     _Field(
         "notify_topic_endpoint",
         "HAIRPIN_NOTIFY_TOPIC_ENDPOINT",
-        _url,
+        parse.url,
         "Event Grid topic endpoint URL",
     ),
-    _Field("notify_topic_key", "HAIRPIN_NOTIFY_TOPIC_KEY", _text,
+    _Field("notify_topic_key", "HAIRPIN_NOTIFY_TOPIC_KEY", parse.text,
            "access key of the notification topic (default: managed identity)"),
-    _Field("logs_endpoint", "HAIRPIN_LOGS_ENDPOINT", _url,
+    _Field("logs_endpoint", "HAIRPIN_LOGS_ENDPOINT", parse.url,
            "data collection endpoint URL (Logs Ingestion API)"),
-    _Field("logs_rule_id", "HAIRPIN_LOGS_RULE_ID", _text,
+    _Field("logs_rule_id", "HAIRPIN_LOGS_RULE_ID", parse.text,
            "immutable ID of the data collection rule (dcr-...)"),
-    _Field("logs_stream", "HAIRPIN_LOGS_STREAM", _text, "stream name of the data collection rule"),
-    _Field("managed_tag", "HAIRPIN_MANAGED_TAG", _tag_name,
+    _Field("logs_stream", "HAIRPIN_LOGS_STREAM", parse.text,
+           "stream name of the data collection rule"),
+    _Field("managed_tag", "HAIRPIN_MANAGED_TAG", parse.tag_name,
            "tag name on NICs this project creates"),
-    _Field("identity_principal_id", "HAIRPIN_IDENTITY_PRINCIPAL_ID", _text,
+    _Field("identity_principal_id", "HAIRPIN_IDENTITY_PRINCIPAL_ID", parse.text,
            "object id of the function's managed identity"),
-    _Field("identity_client_id", "HAIRPIN_IDENTITY_CLIENT_ID", _text,
+    _Field("identity_client_id", "HAIRPIN_IDENTITY_CLIENT_ID", parse.text,
            "client id of the function's managed identity (default: AZURE_CLIENT_ID)"),
-    _Field("identity_resource_id", "HAIRPIN_IDENTITY_RESOURCE_ID", _text,
+    _Field("identity_resource_id", "HAIRPIN_IDENTITY_RESOURCE_ID", parse.text,
            "resource id of the user-assigned identity"),
     _Field("agent_ready_timeout_seconds", "HAIRPIN_AGENT_READY_TIMEOUT_SECONDS",
-           _float_between(0, 1800), "seconds, 0-1800"),
-    _Field("p95_deallocate_seconds", "HAIRPIN_P95_DEALLOCATE_SECONDS", _float_between(0, 1800),
-           "seconds, 0-1800"),
-    _Field("p95_attach_seconds", "HAIRPIN_P95_ATTACH_SECONDS", _float_between(0, 1800),
-           "seconds, 0-1800"),
-    _Field("p95_start_seconds", "HAIRPIN_P95_START_SECONDS", _float_between(0, 1800),
-           "seconds, 0-1800"),
-    _Field("p95_agent_ready_seconds", "HAIRPIN_P95_AGENT_READY_SECONDS", _float_between(0, 1800),
-           "seconds, 0-1800"),
+           parse.float_between(0, 1800), "seconds, 0-1800"),
+    *(_Field(f"p95_{step}_seconds", f"HAIRPIN_P95_{step.upper()}_SECONDS",
+             parse.float_between(0, 1800), "seconds, 0-1800")
+      for step in ("deallocate", "attach", "start", "agent_ready")),
     _Field("event_burst_window_seconds", "HAIRPIN_EVENT_BURST_WINDOW_SECONDS",
-           _float_between(1, 3600), "seconds, 1-3600"),
+           parse.float_between(1, 3600), "seconds, 1-3600"),
     _Field("event_clock_skew_seconds", "HAIRPIN_EVENT_CLOCK_SKEW_SECONDS",
-           _float_between(0, 300), "seconds, 0-300"),
+           parse.float_between(0, 300), "seconds, 0-300"),
     _Field("event_handoff_ttl_seconds", "HAIRPIN_EVENT_HANDOFF_TTL_SECONDS",
-           _float_between(60, 86400), "seconds, 60-86400"),
-    _Field("sweep_budget_seconds", "HAIRPIN_SWEEP_BUDGET_SECONDS", _float_between(30, 3600),
+           parse.float_between(60, 86400), "seconds, 60-86400"),
+    _Field("sweep_budget_seconds", "HAIRPIN_SWEEP_BUDGET_SECONDS", parse.float_between(30, 3600),
            "seconds, 30-3600"),
     _Field("sweep_run_command_workers", "HAIRPIN_SWEEP_RUN_COMMAND_WORKERS",
-           _int_between(1, 32), "1-32"),
+           parse.int_between(1, 32), "1-32"),
     _Field("sweep_run_command_interval_seconds", "HAIRPIN_SWEEP_RUN_COMMAND_INTERVAL_SECONDS",
-           _float_between(0, 60), "seconds, 0-60"),
+           parse.float_between(0, 60), "seconds, 0-60"),
     _Field("sweep_item_budget_seconds", "HAIRPIN_SWEEP_ITEM_BUDGET_SECONDS",
-           _float_between(1, 3600), "seconds, 1-3600"),
-    _Field("platform_auth_enabled", "WEBSITE_AUTH_ENABLED", _platform_flag,
+           parse.float_between(1, 3600), "seconds, 1-3600"),
+    _Field("platform_auth_enabled", "WEBSITE_AUTH_ENABLED", parse.platform_flag,
            "set by App Service when its authentication is enabled"),
-    _Field("allow_key_only_approvals", "HAIRPIN_ALLOW_KEY_ONLY_APPROVALS", _bool,
+    _Field("allow_key_only_approvals", "HAIRPIN_ALLOW_KEY_ONLY_APPROVALS", parse.boolean,
            "true/false (labs: the function key alone approves)"),
 )
 # Read too: AzureWebJobsStorage (fallback for storage_connection) and AZURE_CLIENT_ID (fallback

@@ -142,6 +142,15 @@ def check_target(doc: dict) -> ApiResponse | None:
     return None
 
 
+def _approval_refused(approver) -> ApiResponse:
+    log.warning("fix: approval refused (%s)", approver.verdict)
+    refused = _error(_REFUSED_STATUS[approver.verdict], approver.reason,
+                     approver=str(approver.verdict))
+    if refused.status == 401:
+        refused.headers["WWW-Authenticate"] = "Bearer"  # a 401 names its scheme (RFC 9110)
+    return refused
+
+
 def post_fix(ctx: ServiceContext, body: bytes | str | None, *,
              enqueue: Callable[[dict], None] | None = None,
              client_principal: str | None = None, status_url_base: str = "/api/fix",
@@ -155,12 +164,7 @@ def post_fix(ctx: ServiceContext, body: bytes | str | None, *,
         return refused
     approver = approver_of(ctx, client_principal) if doc.get("approve") is not None else None
     if approver is not None and not approver.accepted:
-        log.warning("fix: approval refused (%s)", approver.verdict)
-        refused = _error(_REFUSED_STATUS[approver.verdict], approver.reason,
-                         approver=str(approver.verdict))
-        if refused.status == 401:
-            refused.headers["WWW-Authenticate"] = "Bearer"  # a 401 names its scheme (RFC 9110)
-        return refused
+        return _approval_refused(approver)
     target = doc.get("vm_id") or doc.get("finding_id")
     try:
         pr = remediation.plan_for_target(ctx, target, doc.get("subscription_id"))
