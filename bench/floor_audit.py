@@ -4,7 +4,8 @@ frontend" must do with a snapshot file, and nothing else.
 Parse the JSON (orjson, the parser the audit uses; the cyclic collector off, as the audit has it
 while it works, since no collection could free anything here), index the pools
 (NIC-based: ipConfiguration -> pools; IP-based: the pool's addresses), join every
-load-balancing rule of an internal frontend to the VMs behind it, and print the number of (VM, frontend) pairs.
+load-balancing rule of an internal frontend to the VMs behind it, and print the number of
+(VM, frontend) pairs.
 `bench_audit_offline.py` runs it beside `hairpin audit --snapshot` and divides.
 
     .venv/bin/python bench/floor_audit.py SNAPSHOT.json
