@@ -31,7 +31,8 @@ test: venv node system checkov
 # (tests/realos/, docs/real-os.md): root, minutes per stack; the images are cached.
 test-os: venv
 	@bash scripts/install-system-packages.sh --realos
-	$(PY) -m tests.realos.matrix
+	$(PY) -m tests.realos.matrix; m=$$?; HAIRPIN_REALOS=1 $(PY) -m pytest -q tests/realos; \
+	  p=$$?; exit $$((m || p))
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -23,7 +23,9 @@ from tests.realos.rig import COUNT, Measurement, Rig, image
 from tests.realos.stacks import EVENTS, Event, EventKind, Stack
 
 CARRIER_OFF_SECONDS = 5
-CHANGED_LEASE = ("10m", ["168.63.129.16", "10.0.1.4"])
+# Another lease time for the same address: a DNS server added here would (rightly) leave a
+# route of the stack's own behind, which the cleanup comparison would then blame on the fix.
+CHANGED_LEASE = ("10m", ["168.63.129.16"])
 
 
 @dataclass
@@ -83,11 +85,14 @@ def script_step(rig: Rig, mode: str) -> tuple[list[str], dict]:
 
 
 def state_diff(before: str, after: str) -> list[str]:
-    if before == after:
+    """What differs, as sets of lines: the kernel lists routes of one table in the order they
+    were added, which a restart of the stack changes without changing any route."""
+    old, new = sorted(before.splitlines()), sorted(after.splitlines())
+    if old == new:
         return []
-    lines = [x for x in difflib.unified_diff(before.splitlines(), after.splitlines(),
-                                             lineterm="", n=0) if x[:1] in "+-"]
-    return ["state differs: " + " | ".join(lines[2:12])]
+    lines = [x for x in difflib.unified_diff(old, new, lineterm="", n=0)
+             if x[:1] in "+-" and x[:3] not in ("+++", "---")]
+    return ["state differs: " + " | ".join(lines[:10])]
 
 
 class StackRun:
