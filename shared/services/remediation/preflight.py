@@ -47,12 +47,12 @@ def run_preflight(run: Run, actions: ArmActions, v: VmPlan, topology: Topology, 
     return pf
 
 
-def reserve_downtime(run: Run, *, running: bool = True) -> None:
-    """The budget check alone (rollback: the VM goes down for the detach): raise
-    PreflightFailed unless the time left covers the downtime."""
-    _, problem = _downtime(run, running)
-    if problem is not None:
-        raise PreflightFailed(f"preflight {PreflightCheck.BUDGET} failed: {problem}")
+def reserve_downtime(run: Run) -> None:
+    """The budget check alone (rollback: the VM goes down for the detach and is started
+    again): raise PreflightFailed unless the time left covers the downtime."""
+    pf = checks.Preflight()
+    if not pf.record(PreflightCheck.BUDGET, _downtime(run, True)[1]):
+        raise PreflightFailed(pf.reason)
 
 
 def _downtime(run: Run, running: bool) -> tuple[float, str | None]:

@@ -105,9 +105,8 @@ class VmRunner:
                        after=lambda doc: {"nics": ArmActions.nic_ids(doc),
                                           "etag": doc.get("etag")})
         self.rec.step(StepKind.ATTACH, "attached", nic_id=v.nic.id)
-        if self.deallocated_by_us:
-            self.start()
-        return self.actions.get_vm(v.vm_id) or live_vm
+        started = self.start() if self.deallocated_by_us else None
+        return started or self.actions.get_vm(v.vm_id) or live_vm
 
     def deallocate_stopped(self) -> None:
         """Stopped but still allocated: NICs change only on a deallocated VM (docs/azure-facts.md,
@@ -148,9 +147,10 @@ class VmRunner:
         """Did a run of ours deallocate this VM and not start it yet (journal)?"""
         return bool(self.run.ctx.journal.open_records(RecordKind.DEALLOCATED, self.v.vm_id))
 
-    def start(self) -> None:
+    def start(self) -> dict | None:
         """Start the VM, then wait (bounded) for its VM agent: Run Command needs it Ready, and
-        after a start it is not at once (docs/azure-facts.md, "VM agent")."""
+        after a start it is not at once (docs/azure-facts.md, "VM agent"). Returns the VM as
+        last read (None if it is gone)."""
         v, ctx = self.v, self.run.ctx
         self.rec.write(StepKind.START, lambda: self.actions.start(v.vm_id),
                        before={"power_state": PowerState.DEALLOCATED},
@@ -162,8 +162,9 @@ class VmRunner:
             v.vm_id, timeout=ctx.settings.agent_ready_timeout_seconds,
             interval=ctx.agent_poll_interval, margin=ctx.deadline_margin)
         if ArmActions.agent_ready(waited) is False:
-            self.rec.step(StepKind.START, "VM agent not ready after "
-                          f"{ctx.settings.agent_ready_timeout_seconds:.0f} s")
+            self.rec.step(StepKind.START, "VM agent not Ready when the wait ended (at most "
+                          f"{ctx.settings.agent_ready_timeout_seconds:.0f} s, within the budget)")
+        return waited
 
     def refuse_unplanned_deallocation(self) -> None:
         """The guard (window, approval) judged a plan that does not deallocate this VM (it was
@@ -228,8 +229,7 @@ class VmRunner:
                 power = ArmActions.power_state(live)
                 if power is not None and power.is_down and self.left_down_by_us():
                     self.deallocated_by_us = True
-                    self.start()
-                    live = self.actions.get_vm(v.vm_id) or live
+                    live = self.start() or live
         ok = self.guest.routes_and_verify(live, push=mode != "verify")
         if ok:
             changed = self.rec.wrote and mode != "verify"
