@@ -116,6 +116,18 @@ def url(value: str) -> str:
     return value.strip().rstrip("/")
 
 
+# Azure Monitor's batch metrics API is regional (docs/azure-facts.md).
+DEFAULT_METRICS_ENDPOINT = "https://{region}.metrics.monitor.azure.com"
+
+
+def region_url(value: str) -> str:
+    """An http(s) URL template with one `{region}` (in the host on Azure, anywhere locally)."""
+    if value.count("{region}") != 1:
+        raise ValueError("expected an http(s) URL with one {region}")
+    url(value.replace("{region}", "region"))
+    return value.strip().rstrip("/")
+
+
 def window(value: str) -> MaintenanceWindow:
     return MaintenanceWindow.parse(value)
 

@@ -65,6 +65,10 @@ class Settings:
     sweep_schedule: str = "0 */15 * * * *"
     # ARM base URL override (the local emulator); None = public Azure.
     arm_endpoint: str | None = None
+    # Azure Monitor's regional metrics endpoint, `{region}` filled in per batch of load
+    # balancers, and the Health Probe Status (0-100) above which a backend counts as Up.
+    metrics_endpoint: str = parse.DEFAULT_METRICS_ENDPOINT
+    health_metric_threshold: float = 50.0
     # Storage for journal, locks and reports: HAIRPIN_STORAGE_CONNECTION, else AzureWebJobsStorage.
     # A secret (its AccountKey): kept out of repr.
     storage_connection: str | None = field(default=None, repr=False)
@@ -216,6 +220,10 @@ Settings._FIELDS = (
     _Field("audit_schedule", "HAIRPIN_AUDIT_SCHEDULE", parse.ncrontab, "6-field NCRONTAB"),
     _Field("sweep_schedule", "HAIRPIN_SWEEP_SCHEDULE", parse.ncrontab, "6-field NCRONTAB"),
     _Field("arm_endpoint", "HAIRPIN_ARM_ENDPOINT", parse.url, "ARM base URL"),
+    _Field("metrics_endpoint", "HAIRPIN_METRICS_ENDPOINT", parse.region_url,
+           "Azure Monitor metrics URL with {region}"),
+    _Field("health_metric_threshold", "HAIRPIN_HEALTH_METRIC_THRESHOLD",
+           parse.float_between(0, 100), "Health Probe Status above which a backend is Up, 0-100"),
     _Field(
         "storage_connection",
         "HAIRPIN_STORAGE_CONNECTION",

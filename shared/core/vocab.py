@@ -13,7 +13,7 @@ __all__ = [
     "Mode", "Severity", "ACTIONABLE", "CallerEvidence", "PowerState", "TriggerKind",
     "UNATTENDED", "Status", "Verdict", "StepKind", "JournalAction", "JournalResult",
     "RecordKind", "DriftKind", "RemediationCall", "EventStatus", "EventSchema", "ScopeKind",
-    "ApproverVerdict", "PreflightCheck",
+    "ApproverVerdict", "PreflightCheck", "HealthSource",
 ]
 
 
@@ -253,3 +253,10 @@ class ApproverVerdict(StrEnum):
     @property
     def accepted(self) -> bool:
         return self in (ApproverVerdict.VERIFIED, ApproverVerdict.KEY_ONLY)
+
+
+class HealthSource(StrEnum):
+    """Where a rule's backend health was read (evidence, report)."""
+
+    MONITOR = "monitor"  # Azure Monitor metric DipAvailability, many load balancers per call
+    RULE_API = "rule_api"  # the per-rule health action of ARM (one long-running call per rule)

@@ -51,6 +51,8 @@ NOT_SET = {
     "HAIRPIN_P95_START_SECONDS": "code default",
     "HAIRPIN_P95_AGENT_READY_SECONDS": "code default",
     "HAIRPIN_ARM_ENDPOINT": "emulator only; unset = public Azure Resource Manager",
+    "HAIRPIN_METRICS_ENDPOINT": "code default: public Azure's regional metrics endpoint",
+    "HAIRPIN_HEALTH_METRIC_THRESHOLD": "code default (50: more than half the probes succeeded)",
     "HAIRPIN_STORAGE_CONNECTION": "a connection string carries the account key; the app uses "
                                   "identity-based AzureWebJobsStorage__* instead",
     "AzureWebJobsStorage": "same: replaced by AzureWebJobsStorage__accountName/__credential/"

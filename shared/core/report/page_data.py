@@ -22,11 +22,13 @@ from shared.core import arm_ids
 from shared.core.report.overview import Overview, is_blocked, scope_of
 from shared.core.report.picture import Picture, port_text
 from shared.core.report.svg import render_svg
+from shared.core.vocab import HealthSource
 
 __all__ = ["FINDING_COLUMNS", "LB_COLUMNS", "PICTURES_PER_CHUNK", "pack", "unpack",
            "page_data", "script_json"]
 
 PICTURES_PER_CHUNK = 20
+HEALTH_SOURCE_LABELS = {HealthSource.MONITOR: "Azure Monitor", HealthSource.RULE_API: "rule API"}
 FINDING_COLUMNS = ("id", "severity", "vm", "vm_id", "ip", "lb", "frontend", "ports",
                    "likelihood", "caller", "fix", "blocked", "reason", "likelihood_text",
                    "issues", "notes", "sub", "rg", "facts")
@@ -72,7 +74,9 @@ def _evidence_facts(ev: Mapping[str, Any]) -> list[list[str]]:
     facts.append(["Health", "; ".join(
         f"{arm_ids.name_of(r.get('rule_id') or '?')}: "
         + (f"{len(r.get('healthy') or [])} of {r.get('pool_members')} up, this VM "
-           f"{r.get('self_state') or 'unknown'}" if r.get("read") else "not read")
+           f"{r.get('self_state') or 'unknown'}"
+           + (f" (from {HEALTH_SOURCE_LABELS.get(r['source'], r['source'])})"
+              if r.get("source") else "") if r.get("read") else "not read")
         for r in rules) or ("read" if health.get("read") else "not read")])
     if ev.get("power_state"):
         facts.append(["Power", str(ev["power_state"])])

@@ -38,7 +38,7 @@ from shared.core.risk.model import (
 )
 from shared.core.risk.text import likelihood_sentence, ports_text, reason_sentence
 from shared.core.topology import Frontend, LbRule, Topology, Unknown, Vm, gc_paused
-from shared.core.vocab import CallerEvidence, Severity
+from shared.core.vocab import CallerEvidence, HealthSource, Severity
 from shared.settings import Settings
 
 __all__ = ["evaluate", "severity_of"]
@@ -273,11 +273,16 @@ class Evaluator:
             co_hosted_frontends=tuple(label for _, _, label in x.co_hosted),
             membership=self._membership(x.pairs),
             health=tuple(RuleHealth(o.rule.id, o.health_read, round(o.likelihood, 4), o.healthy,
-                                    o.self_state, o.members, o.self_members) for o in odds),
+                                    o.self_state, o.members, o.self_members,
+                                    self._health_source(o)) for o in odds),
             power_state=x.vm.power_state,
             floating_ip_rules_excluded=tuple(r.id for r in x.floating),
             declaration_errors=tuple(tag_errors),
         )
+
+    def _health_source(self, odds: RuleOdds) -> HealthSource | None:
+        read = self.t.health.get(odds.rule.key) if odds.health_read else None
+        return read.source if read is not None else None
 
     def _membership(self, pairs: list[tuple[LbRule, str]]) -> tuple[Membership, ...]:
         t = self.t

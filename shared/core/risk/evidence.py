@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.core.vocab import CallerEvidence
+from shared.core.vocab import CallerEvidence, HealthSource
 
 __all__ = ["DeclaredCall", "Membership", "RuleHealth", "Evidence"]
 
@@ -51,11 +51,13 @@ class RuleHealth:
     self_state: str | None
     pool_members: int
     self_members: int
+    source: HealthSource | None = None  # which API the health was read from (None: unread)
 
     def as_dict(self) -> dict[str, Any]:
         return {"rule_id": self.rule_id, "read": self.read, "likelihood": self.likelihood,
                 "healthy": list(self.healthy), "self_state": self.self_state,
-                "pool_members": self.pool_members, "self_members": self.self_members}
+                "pool_members": self.pool_members, "self_members": self.self_members,
+                "source": self.source}
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from shared.core.arm_ids import normalize
 from shared.core.topology.readers import as_bool, as_dict, as_int, as_list, as_str, canonical
 from shared.core.topology.resources import BackendHealth, RuleHealth, Sku
 from shared.core.topology.unknowns import Unknowns
+from shared.core.vocab import HealthSource
 
 
 def read_skus(skus: Iterable[Any]) -> dict[str, Sku]:
@@ -43,8 +44,9 @@ def read_skus(skus: Iterable[Any]) -> dict[str, Sku]:
 
 
 def read_health(health: Iterable[Any], unknowns: Unknowns) -> dict[str, RuleHealth]:
-    """Rule key -> RuleHealth, from `{"ruleId", "response"}` entries."""
-    entries: dict[str, tuple[str, Mapping[str, Any]]] = {}
+    """Rule key -> RuleHealth, from `{"ruleId", "response", "source"?}` entries (`source` a
+    `HealthSource` value: which API the response came from)."""
+    entries: dict[str, tuple[str, Mapping[str, Any], HealthSource | None]] = {}
     for index, entry in enumerate(health if health is not None else ()):
         entry = as_dict(entry)
         rule_id = as_str(entry.get("ruleId"))
@@ -58,11 +60,19 @@ def read_health(health: Iterable[Any], unknowns: Unknowns) -> dict[str, RuleHeal
             unknowns.add(rule_id, "health", "health listed more than once; one copy kept")
             if canonical(response) >= canonical(entries[key][1]):
                 continue
-        entries[key] = (rule_id, response)
-    return {key: _rule_health(key, response) for key, (_, response) in entries.items()}
+        entries[key] = (rule_id, response, _source(entry.get("source")))
+    return {key: _rule_health(key, response, source)
+            for key, (_, response, source) in entries.items()}
 
 
-def _rule_health(key: str, response: Mapping[str, Any]) -> RuleHealth:
+def _source(value: Any) -> HealthSource | None:
+    try:
+        return HealthSource(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _rule_health(key: str, response: Mapping[str, Any], source: HealthSource | None) -> RuleHealth:
     backends = []
     for b in as_list(response.get("loadBalancerBackendAddresses")):
         b = as_dict(b)
@@ -71,7 +81,7 @@ def _rule_health(key: str, response: Mapping[str, Any]) -> RuleHealth:
                                       as_str(b.get("state")), as_str(b.get("reason"))))
     backends.sort(key=lambda b: (b.ip_config_key or "", b.ip or "", b.state or "", b.reason or ""))
     return RuleHealth(key, as_int(response.get("up")), as_int(response.get("down")),
-                      tuple(backends))
+                      tuple(backends), source)
 
 
 def ipconfig_of(value: Any) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from shared.core import ipam
 from shared.core.arm_docs import tags_mark_managed
 from shared.core.topology.readers import vnet_of_subnet
-from shared.core.vocab import PowerState
+from shared.core.vocab import HealthSource, PowerState
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -252,6 +252,7 @@ class RuleHealth:
     up: int | None
     down: int | None
     backends: tuple[BackendHealth, ...]
+    source: HealthSource | None = None  # None: a snapshot that does not say
 
     def state_of(self, ip_config_key: str | None, ip: object) -> str | None:
         """'Up'/'Down'/... for a backend, matched by ipConfiguration ID first, then by IP."""
