@@ -1,4 +1,5 @@
-"""python -m emulator --scenario FILE [--port N] [--env-file PATH]: serve until killed."""
+"""python -m emulator --scenario FILE [--port N] [--env-file PATH] [--profile field]: serve
+until killed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 
+from emulator.latency import PROFILES
 from emulator.server import Emulator
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parent / "scenarios" / "default.json"
@@ -24,10 +26,14 @@ def main(argv=None) -> int:
     ap.add_argument("--lro-retry-after", type=int, default=1,
                     help="Retry-After seconds on running operations (ARM sends one; without it "
                     "SDK pollers wait their 30 s default)")
+    ap.add_argument("--profile", default="off", choices=["off", *PROFILES],
+                    help="latency profile: 'field' answers at field latency, with LRO "
+                    "Retry-After and durations and ARM/Compute throttling "
+                    "(docs/latency-profile.md); default off")
     args = ap.parse_args(argv)
 
     emu = Emulator(args.scenario, host=args.host, port=args.port, page_size=args.page_size,
-                   lro_retry_after=args.lro_retry_after)
+                   lro_retry_after=args.lro_retry_after, profile=args.profile)
     emu.start()
     lines = "".join(f"{k}={v}\n" for k, v in emu.env().items())
     if args.env_file:

@@ -83,10 +83,8 @@ class ArmDispatcher:
             return self.emu.ops.result_response(op)
         body = self.emu.ops.status_body(op)
         # ARM tells pollers when to come back while the operation runs.
-        headers = {}
-        if self.emu.lro_retry_after is not None and body["status"] == "InProgress":
-            headers["Retry-After"] = str(self.emu.lro_retry_after)
-        return 200, headers, body
+        running = body["status"] == "InProgress"
+        return 200, self.emu.ops.retry_after_headers(op) if running else {}, body
 
     def _check_subscription(self, route: Route) -> None:
         known = {k.split("/")[2] for k in self.emu.store.resource_groups}

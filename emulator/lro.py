@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -38,10 +39,18 @@ class Operation:
     worker: threading.Thread | None = None
     start_time: str = field(default_factory=_now)
     end_time: str | None = None
+    ready_at: float = 0.0  # time.monotonic() before which it runs (latency profile)
+    retry_after: int | None = None  # this operation's own Retry-After (latency profile)
+    next_poll_at: float = 0.0  # when the last Retry-After it gave expires
+    early_polls: int = 0  # status reads that came before that
 
     def status(self) -> str:
         """Advance one poll and return InProgress / Succeeded / Failed."""
-        if self.polls > 0 or (self.worker is not None and self.worker.is_alive()):
+        now = time.monotonic()
+        if now < self.next_poll_at:
+            self.early_polls += 1
+        running = self.worker is not None and self.worker.is_alive()
+        if self.polls > 0 or running or now < self.ready_at:
             self.polls = max(0, self.polls - 1)
             return "InProgress"
         if self.end_time is None:
@@ -77,6 +86,25 @@ class Operations:
         with self._lock:
             return self._ops.get(op_id.lower())
 
+    @property
+    def early_polls(self) -> int:
+        """Status reads, over all operations, sent before the Retry-After they were given
+        expired: 0 for a client that honours Retry-After."""
+        with self._lock:
+            return sum(op.early_polls for op in self._ops.values())
+
+    def retry_after_headers(self, op: Operation, status_answer: bool = True) -> dict:
+        """Retry-After for an answer saying the operation runs (none unless configured). A
+        poll before it expires counts as early, except the first one after the operation's
+        first answer: azure-core reads the status once at once, then honours Retry-After
+        (azure-core 1.41 `polling/base_polling.py` `_poll`)."""
+        seconds = op.retry_after if op.retry_after is not None else self.retry_after
+        if seconds is None:
+            return {}
+        if status_answer:
+            op.next_poll_at = time.monotonic() + seconds
+        return {"Retry-After": str(seconds)}
+
     # --- URLs and headers -------------------------------------------------------------------
     def _base(self, op: Operation) -> str:
         return (
@@ -103,9 +131,7 @@ class Operations:
         h = {"Azure-AsyncOperation": self.async_url(op)}
         if location:
             h["Location"] = self.location_url(op)
-        if self.retry_after is not None:
-            h["Retry-After"] = str(self.retry_after)
-        return h
+        return {**h, **self.retry_after_headers(op, status_answer=False)}
 
     # --- status endpoints ---------------------------------------------------------------------
     def status_body(self, op: Operation) -> dict:
@@ -127,10 +153,7 @@ class Operations:
         """GET on the Location URL: 202 while running, then the final result or the error."""
         status = op.status()
         if status == "InProgress":
-            h = {"Location": self.location_url(op)}
-            if self.retry_after is not None:
-                h["Retry-After"] = str(self.retry_after)
-            return 202, h, None
+            return 202, {"Location": self.location_url(op), **self.retry_after_headers(op)}, None
         if status == "Failed":
             return op.error_status, {}, {"error": dict(op.error)}
         return 200, {}, op.result

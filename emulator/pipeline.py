@@ -1,6 +1,7 @@
 """One ARM request through the stages ARM applies, in its order: route, authenticate (bearer
-token), api-version, authorize (RBAC), subscription throttling, then the dispatch under the
-model lock; injected faults (`emulator.faults`) act between throttling and dispatch. Every
+token), api-version, authorize (RBAC), subscription throttling, the resource provider's own
+throttling (with a latency profile), then the dispatch under the model lock; injected faults
+(`emulator.faults`) act between throttling and dispatch, a profile's latency just before it. Every
 request is logged; a served write also becomes its Event Grid system-topic event."""
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from emulator.identity import Identity
 from emulator.rbac import authorize
 from emulator.reqlog import RequestEntry
 from emulator.routes import Route, parse
+from emulator.throttle import kind_of
 
 __all__ = ["RequestPipeline"]
 
@@ -43,15 +45,22 @@ class RequestPipeline:
         limit_headers: dict = {}
         try:
             self._admit(route, url.path, query, headers, entry)
-            limit_headers = self._throttle(route, method)
+            limit_headers = self._throttle(route, method, entry)
+            stage = self.emu.profile_stage  # the latency profile's part, when one is on
+            if stage is not None:
+                limit_headers.update(stage.admit(method, route))
             fault = self.emu.faults.take(method, url.path)
             if fault is not None and self._inject(fault, entry) is DROP:
                 return DROP
             body = json.loads(raw) if raw else {}
+            if stage is not None:
+                stage.wait(method, route)  # outside the model lock: answers overlap
             with self.emu.lock:
                 status, h, out = self.emu.dispatcher.dispatch(
                     method, route, query, headers, body, entry,
                     fault if fault and fault.lro_failed else None)
+                if stage is not None:
+                    h = stage.time_operation(method, route, h)
         except ArmError as err:
             status, h, out = err.status, err.headers, err.body()
         except json.JSONDecodeError as err:
@@ -83,16 +92,17 @@ class RequestPipeline:
         # a grant at any scope lets the query through.
         authorize(self.emu.roles, ident, [entry.action], path, any_scope=route.kind == "graph")
 
-    def _throttle(self, route: Route, method: str) -> dict:
+    def _throttle(self, route: Route, method: str, entry: RequestEntry) -> dict:
         if self.emu.throttle is None or not route.subscription:
             return {}
-        ok, limit_headers = self.emu.throttle.take(route.subscription, method != "GET")
+        ok, limit_headers = self.emu.throttle.take(route.subscription, method, entry.principal)
         if not ok:
+            kind = {"reads": "Read", "deletes": "Delete"}.get(kind_of(method), "Write")
             raise ArmError(
                 429,
                 "TooManyRequests",
                 "The request is being throttled as the limit has been reached for "
-                "operation type - " + ("Write" if method != "GET" else "Read") + ".",
+                f"operation type - {kind}.",
                 limit_headers,
             )
         return limit_headers

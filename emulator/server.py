@@ -19,6 +19,7 @@ from emulator.faults import Faults
 from emulator.guests import GuestModel, RecordingGuest
 from emulator.http import EmulatorHttpServer, handler_for
 from emulator.identity import Identity, TokenService
+from emulator.latency import LatencyProfile, ProfileStage, profile_named
 from emulator.loading import load_scenario, populate, subscription_of
 from emulator.logs_ingestion import LogsIngestion, logs_handler
 from emulator.lro import Operations
@@ -28,6 +29,16 @@ from emulator.reqlog import RequestLog
 from emulator.resources import network, power, types, vms
 from emulator.state import Store, lower
 from emulator.throttle import Throttle
+
+
+def _arm_throttle(throttle: bool | dict, profile: LatencyProfile | None) -> Throttle | None:
+    """ARM's subscription buckets: True = Azure's limits, {"reads": (burst, per_s), ...}, or
+    the profile's; none otherwise."""
+    if not throttle and profile is not None and profile.arm_limits:
+        throttle = profile.arm_limits
+    if not throttle:
+        return None
+    return Throttle(throttle if isinstance(throttle, dict) else None)
 
 
 class Emulator:
@@ -49,18 +60,18 @@ class Emulator:
         run_command_seconds: float = 0.0,
         agent_ready_seconds: float = 0.0,
         throttle: bool | dict = False,
+        profile: str | LatencyProfile | None = None,
     ):
         self.scenario = load_scenario(scenario)
         emu_cfg = self.scenario.get("emulator") or {}
         self.guest = guest if guest is not None else RecordingGuest(emu_cfg.get("guest"))
-        self.host, self._port = host, port
-        self.page_size = page_size
+        self.host, self._port, self.page_size = host, port, page_size
         self.run_command_seconds = run_command_seconds  # how long each Run Command takes
         self.agent_ready_seconds = agent_ready_seconds  # Not Ready this long after a start
         self.agent_ready_at: dict[str, float] = {}  # lower VM id -> monotonic time it is Ready
-        # ARM subscription throttling; True = Azure's limits, or {"reads": (burst, per_s), ...}
-        limits = throttle if isinstance(throttle, dict) else None
-        self.throttle = Throttle(limits) if throttle else None
+        self.profile = profile_named(profile)  # emulator.latency: field latency, LRO timings
+        self.profile_stage = ProfileStage(self, self.profile) if self.profile else None
+        self.throttle = _arm_throttle(throttle, self.profile)
         self.lro_polls, self.lro_retry_after = lro_polls, lro_retry_after
         # {principal or client id or name or "*": {"Microsoft.Network/*/read", ...}} grants at
         # every scope; a mapping {scope: actions} grants each set at that scope and below it,
