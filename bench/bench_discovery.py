@@ -74,6 +74,21 @@ def run(ctx, emu, subscription: str, resource_graph: bool):
     return doc, elapsed, Counter(kind_of(e) for e in emu.requests), len(emu.requests)
 
 
+def print_table(results: dict) -> None:
+    """Requests by kind, resources and wall time, one column per path."""
+    kinds = sorted({k for _, _, c, _ in results.values() for k in c})
+    width = max(len(k) for k in kinds + ["ARM requests, total"])
+    print(f"{'':<{width}}  " + "  ".join(f"{name:>14}" for name in results))
+    for kind in kinds:
+        print(f"{kind:<{width}}  " + "  ".join(f"{c[kind]:>14}" for _, _, c, _ in results.values()))
+    print(f"{'ARM requests, total':<{width}}  "
+          + "  ".join(f"{n:>14}" for _, _, _, n in results.values()))
+    print(f"{'resources discovered':<{width}}  "
+          + "  ".join(f"{len(d['resources']):>14}" for d, _, _, _ in results.values()))
+    print(f"{'wall time (s)':<{width}}  "
+          + "  ".join(f"{t:>14.1f}" for _, t, _, _ in results.values()))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vms", type=int, default=2000)
@@ -116,18 +131,7 @@ def main(argv=None) -> int:
           f"{counts['networkInterfaces']} NICs, {counts['loadBalancers']} load balancers, "
           f"{counts['virtualNetworks']} VNets); emulator page size {args.page_size}, "
           f"loaded in {load_s:.1f} s")
-    kinds = sorted({k for _, _, c, _ in results.values() for k in c})
-    width = max(len(k) for k in kinds + ["ARM requests, total"])
-    print(f"{'':<{width}}  " + "  ".join(f"{name:>14}" for name in results))
-    for kind in kinds:
-        print(f"{kind:<{width}}  " + "  ".join(f"{c[kind]:>14}" for _, _, c, _ in results.values()))
-    print(f"{'ARM requests, total':<{width}}  "
-          + "  ".join(f"{n:>14}" for _, _, _, n in results.values()))
-    print(f"{'resources discovered':<{width}}  "
-          + "  ".join(f"{len(d['resources']):>14}" for d, _, _, _ in results.values()))
-    print(f"{'wall time (s)':<{width}}  "
-          + "  ".join(f"{t:>14.1f}" for _, t, _, _ in results.values()))
-
+    print_table(results)
     (arm_doc, *_), (graph_doc, *_) = results.values()
     same = topology_from_snapshot(arm_doc) == topology_from_snapshot(graph_doc)
     per_resource = sum(c[k] for _, _, c, _ in results.values() for k in c if k.startswith("other"))
