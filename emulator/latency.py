@@ -149,6 +149,7 @@ class ProfileStage:
         self.emu, self.profile = emu, profile
         self.compute = (ComputeLimits(profile.compute_limits)
                         if profile.compute_limits else None)
+        self.sleep = time.sleep  # how latency is spent (a test may record it instead)
 
     def admit(self, method: str, route: Route) -> dict:
         """x-ms-ratelimit-remaining-resource headers, or ArmError 429 past a Compute policy."""
@@ -164,9 +165,14 @@ class ProfileStage:
         return headers
 
     def wait(self, method: str, route: Route) -> None:
-        delay = self.profile.delay(request_kind(method, route))
+        self.pause(request_kind(method, route))
+
+    def pause(self, kind: RequestKind) -> None:
+        """Spend the profile's latency for one answer of this kind (other endpoints the
+        emulator serves call this too)."""
+        delay = self.profile.delay(kind)
         if delay > 0:
-            time.sleep(delay)
+            self.sleep(delay)
 
     def time_operation(self, method: str, route: Route, headers: dict) -> dict:
         """A new long-running operation runs for the profile's duration and asks pollers to

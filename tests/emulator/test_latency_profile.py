@@ -40,6 +40,39 @@ def test_profile_names():
         profile_named("fast")
 
 
+def test_latency_per_request_kind(emulator, arm_clients):
+    """Each answer spends its kind's latency (recorded here instead of slept)."""
+    from emulator.latency import RequestKind as K
+
+    latency = {K.GET: 0.01, K.LIST: 0.02, K.PUT: 0.03, K.POST: 0.04, K.DELETE: 0.05,
+               K.POLL: 0.06, K.QUERY: 0.07}
+    emu = emulator(profile=_profile(latency=MappingProxyType(latency)))
+    spent: list[float] = []
+    emu.profile_stage.sleep = spent.append
+    c = arm_clients(emu)
+    steps = [
+        (K.GET, lambda: c.network.load_balancers.get(RG, "ilb")),
+        (K.LIST, lambda: list(c.network.network_interfaces.list(RG))),
+        (K.POST, lambda: c.compute.virtual_machines.begin_deallocate(RG, "vm2", polling=False)),
+        (K.DELETE, lambda: c.network.network_interfaces.begin_delete(RG, "spare-nic",
+                                                                   polling=False)),
+        (K.PUT, lambda: c.compute.virtual_machines.begin_update(RG, "vm1", {"tags": {}},
+                                                              polling=False)),
+        (K.QUERY, lambda: c.graph.resources({"subscriptions": [emu.subscription_id],
+                                             "query": "Resources | take 1"})),
+    ]
+    for kind, call in steps:
+        spent.clear()
+        call()
+        assert spent == [latency[kind]], kind
+    vm1 = f"/subscriptions/{emu.subscription_id}/resourceGroups/{RG}/providers/" \
+          "Microsoft.Compute/virtualMachines/vm1"
+    status_url = _raw(emu, "POST", f"{vm1}/restart?api-version=x").headers["Azure-AsyncOperation"]
+    spent.clear()
+    _raw(emu, "GET", status_url)
+    assert spent == [latency[K.POLL]]
+
+
 def test_retry_after_per_operation_kind(emulator, arm_clients):
     kinds = {OperationKind.NIC_CREATE: 4, OperationKind.VM_DEALLOCATE: 5,
              OperationKind.VM_START: 6, OperationKind.RULE_HEALTH: 7,
