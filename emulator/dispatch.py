@@ -35,6 +35,10 @@ class ArmDispatcher:
         if kind == "operation":
             return self._operation(route, query)
         self._check_subscription(route)
+        if kind == "metrics_batch" and method == "POST":
+            return self.emu.metrics.batch(route, query, body)
+        if kind == "metrics" and method == "GET":
+            return self.emu.metrics.per_resource(route, query)
         if kind == "permissions":
             return 200, {}, self._permissions(route, entry)
         if kind == "skus":

@@ -17,7 +17,8 @@ from emulator.errors import ArmError
 from emulator.events import make_event
 from emulator.faults import Fault
 from emulator.http import DROP
-from emulator.identity import Identity
+from emulator.identity import ARM_AUDIENCES, Identity
+from emulator.metrics import METRICS_AUDIENCES
 from emulator.rbac import authorize
 from emulator.reqlog import RequestEntry
 from emulator.routes import Route, parse
@@ -78,7 +79,9 @@ class RequestPipeline:
 
     def _admit(self, route: Route | None, path: str, query: dict, headers,
                entry: RequestEntry) -> None:
-        ident = self.emu.tokens.verify(headers.get("Authorization"))
+        metrics = route is not None and route.kind == "metrics_batch"
+        ident = self.emu.tokens.verify(headers.get("Authorization"),
+                                       METRICS_AUDIENCES if metrics else ARM_AUDIENCES)
         entry.principal, entry.client_id = ident.principal_id, ident.client_id
         if route is None:
             raise ArmError(404, "InvalidResourceType", f"No route for '{path}'.")
@@ -90,10 +93,12 @@ class RequestPipeline:
             )
         # Resource Graph is a tenant-level query (ARM filters its rows by read access):
         # a grant at any scope lets the query through.
-        authorize(self.emu.roles, ident, [entry.action], path, any_scope=route.kind == "graph")
+        authorize(self.emu.roles, ident, [entry.action], route.scope if metrics else path,
+                  any_scope=route.kind == "graph")
 
     def _throttle(self, route: Route, method: str, entry: RequestEntry) -> dict:
-        if self.emu.throttle is None or not route.subscription:
+        # Azure Monitor's batch API is not an ARM request: ARM's buckets do not count it.
+        if self.emu.throttle is None or not route.subscription or route.kind == "metrics_batch":
             return {}
         ok, limit_headers = self.emu.throttle.take(route.subscription, method, entry.principal)
         if not ok:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 READ_ONLY_ACTIONS = {
     "microsoft.network/loadbalancers/loadbalancingrules/health/action",
     "microsoft.resourcegraph/resources/read",
+    "microsoft.insights/metrics/read",  # the batch metrics query is a POST
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from emulator.metrics import METRICS_READ
 from emulator.resources.types import CHILDREN
 
 KNOWN_TYPES = {
@@ -49,7 +50,8 @@ def canonical_type(ns: str, rtype: str) -> str:
 @dataclass
 class Route:
     kind: str  # graph | operation | skus | list_sub | list_rg | resource_group |
-    #                 resource | child_list | child | action | child_action | permissions
+    #                 resource | child_list | child | action | child_action | permissions |
+    #                 metrics_batch | metrics (emulator.metrics)
     subscription: str | None = None
     resource_group: str | None = None
     namespace: str | None = None
@@ -60,7 +62,9 @@ class Route:
     action: str | None = None
     operation_id: str | None = None
     operation_kind: str | None = None  # "operations" | "operationResults"
-    scope: str | None = None  # permissions: the resource (or group) they are asked for
+    scope: str | None = None  # permissions: the resource (or group) they are asked for;
+    #                           metrics_batch: the subscription its RBAC check is made at
+    region: str | None = None  # metrics_batch: the regional endpoint's region
     path: str = ""  # the request path as sent (for nextLink)
     api_version: str = ""  # echoed in operation URLs
 
@@ -83,6 +87,8 @@ class Route:
             return f"{self.namespace}/locations/{self.operation_kind}"
         if self.kind == "graph":
             return "Microsoft.ResourceGraph/resources"
+        if self.kind in ("metrics_batch", "metrics"):
+            return "Microsoft.Insights/metrics"
         if self.kind == "permissions":
             return "Microsoft.Authorization/permissions"
         if self.kind == "resource_group":
@@ -93,6 +99,8 @@ class Route:
         m = method.upper()
         if self.kind == "graph":
             return "Microsoft.ResourceGraph/resources/read"
+        if self.kind in ("metrics_batch", "metrics"):
+            return METRICS_READ
         if self.kind == "permissions":
             return "Microsoft.Authorization/permissions/read"
         if self.kind == "operation":
@@ -119,6 +127,9 @@ def parse(path: str) -> Route | None:
     low = [p.lower() for p in s]
     if low[:3] == ["providers", "microsoft.resourcegraph", "resources"] and len(s) == 3:
         return Route("graph", namespace="Microsoft.ResourceGraph")
+    if len(s) == 5 and low[0] == "regions" and low[2] == "subscriptions" \
+            and low[4] == "metrics:getbatch":  # {region}.metrics.monitor.azure.com in Azure
+        return Route("metrics_batch", s[3], scope=f"/subscriptions/{s[3]}", region=s[1])
     if len(s) < 2 or low[0] != "subscriptions":
         return None
     sub = s[1]
@@ -161,13 +172,9 @@ def parse(path: str) -> Route | None:
             return Route("child_list", name=name, child=seg, **base)
         if len(s) == 10:
             return Route("child", name=name, child=seg or s[8], child_name=s[9], **base)
+        if len(s) == 11 and low[8:] == ["providers", "microsoft.insights", "metrics"]:
+            return Route("metrics", name=name, **base)
         if len(s) == 11:
-            return Route(
-                "child_action",
-                name=name,
-                child=seg or s[8],
-                child_name=s[9],
-                action=ACTION_NAMES.get(low[10], s[10]),
-                **base,
-            )
+            return Route("child_action", name=name, child=seg or s[8], child_name=s[9],
+                         action=ACTION_NAMES.get(low[10], s[10]), **base)
     return None

@@ -23,6 +23,7 @@ from emulator.latency import LatencyProfile, ProfileStage, profile_named
 from emulator.loading import load_scenario, populate, subscription_of
 from emulator.logs_ingestion import LogsIngestion, logs_handler
 from emulator.lro import Operations
+from emulator.metrics import Metrics
 from emulator.mirrors import Mirrors
 from emulator.pipeline import RequestPipeline
 from emulator.reqlog import RequestLog
@@ -83,7 +84,7 @@ class Emulator:
             for i in emu_cfg.get("identities") or []] or None)
         self.store, self.faults, self.requests = Store(), Faults(), RequestLog()
         self.events: list[dict] = []  # Event Grid system-topic events of the writes served
-        self.logs = LogsIngestion(self)  # the data collection endpoint (Logs Ingestion API)
+        self.logs, self.metrics = LogsIngestion(self), Metrics(self)  # DCE; Azure Monitor
         self.on_event = None  # optional callable(event), called as each event is made
         self.lock = threading.RLock()  # one request mutates the model at a time
         self.busy_lock = threading.Lock()
@@ -214,6 +215,11 @@ class Emulator:
         return self._servers[0].server_address[1]
 
     @property
+    def metrics_endpoint(self) -> str:
+        """Azure Monitor's regional endpoint template: `{region}` is a path segment here."""
+        return f"{self.base_url}/regions/{{region}}"
+
+    @property
     def identity_header(self) -> str:
         return self.tokens.header_secret
 
@@ -223,5 +229,6 @@ class Emulator:
             "IDENTITY_HEADER": self.identity_header,
             "REQUESTS_CA_BUNDLE": self.ca_path,
             "HAIRPIN_ARM_ENDPOINT": self.base_url,
+            "HAIRPIN_METRICS_ENDPOINT": self.metrics_endpoint,
             "AZURE_SUBSCRIPTION_ID": self.subscription_id,
         }

@@ -29,6 +29,7 @@ from azure.core.pipeline.policies import SansIOHTTPPolicy
 
 from shared.azure.retry import BudgetedRetryPolicy
 from shared.core.permissions import is_read_only, rbac_action
+from shared.setting_values import DEFAULT_METRICS_ENDPOINT
 
 if TYPE_CHECKING:
     from azure.mgmt.compute import ComputeManagementClient
@@ -39,6 +40,7 @@ __all__ = ["ARM_SCOPE", "AzureClients", "WriteTally", "WriteCountingPolicy", "co
            "changes_state"]
 
 ARM_SCOPE = "https://management.azure.com/.default"
+_CLIENTS_LOCK = threading.Lock()
 
 
 def changes_state(method: str, url: str) -> bool:
@@ -102,10 +104,16 @@ class AzureClients:
     polling_interval: float | None = None  # None: the server's Retry-After / SDK default
     deadline: float | None = None  # time.monotonic() value after which no retry sleeps
     max_retry_after: float = 45.0
+    # Azure Monitor's regional metrics endpoint (`{region}`) and the Health Probe Status above
+    # which a backend is Up: the Settings values, for discovery's health reads.
+    metrics_endpoint: str = DEFAULT_METRICS_ENDPOINT
+    health_metric_threshold: float = 50.0
     _extra: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_env(cls, subscription_id: str, environ=os.environ, **kwargs) -> AzureClients:
+        kwargs.setdefault("metrics_endpoint",
+                          environ.get("HAIRPIN_METRICS_ENDPOINT") or DEFAULT_METRICS_ENDPOINT)
         return cls(subscription_id, arm_endpoint=environ.get("HAIRPIN_ARM_ENDPOINT") or None,
                    **kwargs)
 
@@ -160,3 +168,20 @@ class AzureClients:
         kwargs = self._kwargs()
         kwargs.pop("polling_interval", None)
         return ResourceGraphClient(self._credential, **kwargs)
+
+    def metrics(self, region: str):
+        """The `MetricsClient` of one region's Azure Monitor endpoint (one per region)."""
+        key = ("metrics", region.lower())
+        with _CLIENTS_LOCK:
+            if key not in self._extra:
+                from azure.monitor.querymetrics import MetricsClient
+
+                kwargs = self._kwargs()
+                # ARM's URL and scope are not this API's; it only reads, so no write counting.
+                for arm_only in ("base_url", "credential_scopes", "polling_interval",
+                                 "per_call_policies"):
+                    kwargs.pop(arm_only, None)
+                self._extra[key] = MetricsClient(
+                    self.metrics_endpoint.replace("{region}", region.lower()), self._credential,
+                    **kwargs)
+            return self._extra[key]

@@ -2,8 +2,9 @@
 
 The cost is O(pages), never one GET per resource: one paged `list_all` per resource type
 (VNets, NSGs, NICs, load balancers, VMs with their power state), one SKU listing per location, plus
-one health call per load-balancing rule that can hairpin (internal, not floating IP, with
-members), since ARM has no bulk health read.
+backend health: one Azure Monitor batch call per 50 Standard load balancers of a region, and one
+rule health call only for each rule that can hairpin (internal, not floating IP) the metric does
+not answer.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
 from shared.azure.clients import AzureClients
 from shared.core import arm_ids
+from shared.core.vocab import HealthSource
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +60,8 @@ def discover_subscription(
     vms = results["virtualMachines"]
     resources = [doc for kind in listings for doc in results[kind]]
     skus = discover_skus(clients, vms, on_progress) if include_skus else []
-    health = discover_health(clients, results["loadBalancers"]) if include_health else []
+    health = discover_health(clients, results["loadBalancers"],
+                             resources=results["networkInterfaces"]) if include_health else []
     return {"resources": resources, "skus": skus, "health": health}
 
 
@@ -95,25 +99,57 @@ def hairpin_capable_rules(load_balancer: dict) -> list[dict]:
     return rules
 
 
+HEALTH_WORKERS = 8  # rule health reads in flight: each is an LRO that mostly waits
+
+
 def discover_health(clients: AzureClients, load_balancers: Iterable[dict], *,
-                    max_workers: int = 1, on_read: Callable[[], None] | None = None) -> list[dict]:
-    """Per-rule backend health; a rule whose health cannot be read is left out (unknown).
+                    resources: Iterable[dict] = (), max_workers: int = HEALTH_WORKERS,
+                    on_read: Callable[[], None] | None = None,
+                    now: datetime | None = None) -> list[dict]:
+    """Backend health of every rule that can hairpin, each entry saying its `source`.
 
-    Each read is a long-running operation (POST, then polls), so `max_workers` > 1 overlaps
-    their waits; the result is in load balancer and rule order either way."""
-    targets = []
-    for lb in load_balancers:
-        parts = lb["id"].split("/")
-        group, lb_name = parts[4], parts[8]
-        targets += [(group, lb_name, rule) for rule in hairpin_capable_rules(lb)]
+    First Azure Monitor: one batch call per 50 Standard load balancers of a region
+    (`shared.azure.monitor`), mapped to rules and members by `shared.core.metric_health` with
+    the member IPs of `resources` (the NICs). Then, only for the rules the metric does not
+    answer (a new or Basic load balancer, no permission, an error), the per-rule health action:
+    a long-running operation each, `max_workers` at a time, their pollers waiting as ARM's
+    Retry-After says. A rule whose health cannot be read either way is left out (unknown)."""
+    from shared.azure import monitor
+    from shared.core import metric_health
+    from shared.core.topology import build_topology
 
+    lbs = list(load_balancers)
+    targets = {rule["id"]: (lb, rule) for lb in lbs for rule in hairpin_capable_rules(lb)}
+    standard = [lb for lb in lbs if _is_standard(lb) and hairpin_capable_rules(lb)]
+    docs = {arm_ids.normalize(d["id"]): d for d in [*resources, *lbs] if d.get("id")}
+    topology = build_topology(docs.values())
+    rule_ids_of = {lb["id"]: [r["id"] for r in hairpin_capable_rules(lb)] for lb in standard}
+    end = now or datetime.now(UTC)
+    series = monitor.read_series(
+        clients, standard, end=end, on_batch=on_read,
+        top_for=lambda batch: metric_health.expected_series(
+            topology, [r for lb in batch for r in rule_ids_of[lb["id"]]]))
+    mapped = metric_health.health_from_metrics(topology, list(targets), series,
+                                               threshold=clients.health_metric_threshold, end=end)
+    fallback = [targets[rule_id] for rule_id in mapped.without_data]
+    return list(mapped.entries) + _rule_api_health(clients, fallback, max_workers, on_read)
+
+
+def _is_standard(lb: dict) -> bool:
+    return str((lb.get("sku") or {}).get("name") or "").lower() == "standard"
+
+
+def _rule_api_health(clients: AzureClients, targets: list[tuple[dict, dict]], max_workers: int,
+                     on_read: Callable[[], None] | None) -> list[dict]:
+    """The health action per rule, `max_workers` in flight; results in target order."""
     def read(target) -> dict | None:
-        group, lb_name, rule = target
+        lb, rule = target
+        parts = lb["id"].split("/")
         try:
             poller = clients.network.load_balancer_load_balancing_rules.begin_health(
-                group, lb_name, rule["name"]
-            )
-            return {"ruleId": rule["id"], "response": poller.result().as_dict()}
+                parts[4], parts[8], rule["name"])
+            return {"ruleId": rule["id"], "source": HealthSource.RULE_API.value,
+                    "response": poller.result().as_dict()}
         except HttpResponseError as exc:
             log.warning("health of rule %s unreadable: %s", rule["id"], exc.message)
             return None
@@ -247,7 +283,8 @@ def _skus_and_health(clients_for: Callable[[str], AzureClients], resources: list
         clients = clients_for(sub)
         skus += discover_skus(clients, found[_VM])
         if include_health:
-            health += discover_health(clients, found[_LB], max_workers=max_workers)
+            health += discover_health(clients, found[_LB], resources=resources,
+                                      max_workers=max_workers)
     return skus, health
 
 

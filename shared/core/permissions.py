@@ -14,6 +14,7 @@ from __future__ import annotations
 from urllib.parse import unquote, urlsplit
 
 __all__ = [
+    "METRICS_READ",
     "AUDIT_ACTIONS",
     "REMEDIATION_ACTIONS",
     "WRITE_ACTIONS",
@@ -25,12 +26,16 @@ __all__ = [
     "is_read_only",
 ]
 
+METRICS_READ = "Microsoft.Insights/metrics/read"
+
 # --------------------------------------------------------------------------- audit (read-only)
-# Discovery over ARM (paged list_all per type, SKUs per location, per-rule health), Resource
-# Graph, and the LRO status reads that the health action's poller makes.
+# Discovery over ARM (paged list_all per type, SKUs per location), Resource Graph, backend
+# health from Azure Monitor's batch metrics API and, where it has no data, per rule, with the
+# LRO status reads that the health action's poller makes.
 AUDIT_ACTIONS: tuple[str, ...] = (
     "Microsoft.Compute/skus/read",
     "Microsoft.Compute/virtualMachines/read",
+    METRICS_READ,
     "Microsoft.Network/loadBalancers/loadBalancingRules/health/action",
     "Microsoft.Network/loadBalancers/read",
     "Microsoft.Network/locations/operationResults/read",
@@ -131,6 +136,12 @@ def rbac_action(method: str, url_or_path: str) -> str | None:
     m = method.upper()
     if low[:3] == ["providers", "microsoft.resourcegraph", "resources"]:
         return "Microsoft.ResourceGraph/resources/read"
+    if len(seg) >= 3 and low[-3] == "subscriptions" and low[-1] == "metrics:getbatch":
+        # Azure Monitor's batch query (a POST that reads), on the regional endpoint's host
+        # (the emulator puts the region in a path prefix instead)
+        return METRICS_READ
+    if "microsoft.insights" in low[4:] and low[-1] == "metrics":
+        return METRICS_READ  # {resource}/providers/Microsoft.Insights/metrics
     if len(seg) < 2 or low[0] != "subscriptions":
         return None
     if low[-3:] == ["providers", "microsoft.authorization", "permissions"]:

@@ -7,8 +7,9 @@ One code path for `hairpin audit`, the scheduled audit and `GET /api/audit`:
     scheduled_audit(ctx)    -> RunRecord of the JSON + HTML stored under reports/YYYY/MM/DD/
     latest_or_fresh(ctx, fresh)
 
-Both discovery paths read SKUs and rule health from ARM the same way (one SKU listing per
-location, one health read per rule that can hairpin), so they yield identical topologies.
+Both discovery paths read SKUs and backend health the same way (one SKU listing per location;
+Azure Monitor's batch metrics, then the rule health API only where they have no data), so they
+yield identical topologies.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ __all__ = ["AuditResult", "StoredAudit", "OnProgress", "NoSubscription", "subscr
 OnProgress = Callable[[str, int, int], None]
 
 SUBSCRIPTION_WORKERS = 4  # subscriptions listed at once (each runs 5 listings in parallel)
-HEALTH_WORKERS = 8  # rule-health reads in flight: each is an LRO that mostly waits
 
 
 class NoSubscription(ValueError):
@@ -178,7 +178,8 @@ def _graph_resources(ctx, subscriptions: Sequence[str], tally: _Tally) -> list[d
 
 
 def _skus_and_health(ctx, resources: list[dict], tally: _Tally) -> tuple[list, list]:
-    """One SKU listing per location (the sizes in use), one health read per hairpin rule."""
+    """One SKU listing per location (the sizes in use); backend health from Azure Monitor, per
+    rule from ARM where the metric has no data (`shared.azure.discovery.discover_health`)."""
     from shared.azure.discovery import discover_health, discover_skus
 
     vms_by_location: dict[str, list[dict]] = {}
@@ -195,9 +196,10 @@ def _skus_and_health(ctx, resources: list[dict], tally: _Tally) -> tuple[list, l
     for lb in _of_type(resources, "Microsoft.Network/loadBalancers"):
         if _subscription_of(lb):
             lbs_by_sub.setdefault(_subscription_of(lb), []).append(lb)
+    nics = _of_type(resources, "Microsoft.Network/networkInterfaces")  # the members' IPs
     health: list[dict] = []
     for sub, lbs in sorted(lbs_by_sub.items()):
-        health += discover_health(ctx.clients(sub), lbs, max_workers=HEALTH_WORKERS,
+        health += discover_health(ctx.clients(sub), lbs, resources=nics,
                                   on_read=lambda: tally.tick(("health",)))
     return _unique_skus(skus), health
 

@@ -82,7 +82,8 @@ class ServiceContext:
             self._clients[key] = AzureClients(
                 subscription_id, arm_endpoint=self.settings.arm_endpoint,
                 credential=self.credential, polling_interval=self.polling_interval,
-                deadline=self.deadline)
+                deadline=self.deadline, metrics_endpoint=self.settings.metrics_endpoint,
+                health_metric_threshold=self.settings.health_metric_threshold)
         return self._clients[key]
 
     @property

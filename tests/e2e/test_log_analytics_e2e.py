@@ -61,7 +61,8 @@ def test_scheduled_audit_uploads_one_row_per_finding(emulator, storage_ns):
     from shared.storage.reports import ReportStore
 
     emu = emulator("default")
-    ctx = ServiceContext(Settings(arm_endpoint=emu.base_url, subscriptions=(emu.subscription_id,)),
+    ctx = ServiceContext(Settings(arm_endpoint=emu.base_url, metrics_endpoint=emu.metrics_endpoint,
+                                  subscriptions=(emu.subscription_id,)),
                          credential=ManagedIdentityCredential(), polling_interval=0,
                          clock=lambda: WHEN)
     ctx.reports = ReportStore(storage_ns.blob_service(),
@@ -103,7 +104,7 @@ def test_remediation_outcomes_are_rows(estate):
 
 def test_sweep_drift_is_rows(emulator):
     emu = emulator()
-    ctx = ServiceContext(Settings(arm_endpoint=emu.base_url))
+    ctx = ServiceContext(Settings(arm_endpoint=emu.base_url, metrics_endpoint=emu.metrics_endpoint))
     ctx.logs, rule = sink(emu)
     reporter = SweepReporter(ctx, Trigger(TriggerKind.SWEEP), "sweep-1")
     vm = f"/subscriptions/{emu.subscription_id}/resourceGroups/rg/providers/" \
@@ -119,7 +120,7 @@ def test_sweep_drift_is_rows(emulator):
 
 def test_a_failed_upload_never_fails_the_run(emulator):
     emu = emulator()
-    ctx = ServiceContext(Settings(arm_endpoint=emu.base_url))
+    ctx = ServiceContext(Settings(arm_endpoint=emu.base_url, metrics_endpoint=emu.metrics_endpoint))
     ctx.logs = LogSink.from_settings(Settings(logs_endpoint=emu.logs_endpoint,
                                               logs_rule_id="dcr-unknown"),
                                      ManagedIdentityCredential())

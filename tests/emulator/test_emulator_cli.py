@@ -44,6 +44,7 @@ def test_cli_serves_scenario_and_writes_env_file(tmp_path, monkeypatch):
             "IDENTITY_HEADER",
             "REQUESTS_CA_BUNDLE",
             "HAIRPIN_ARM_ENDPOINT",
+            "HAIRPIN_METRICS_ENDPOINT",
             "AZURE_SUBSCRIPTION_ID",
         }
         for k, v in env.items():

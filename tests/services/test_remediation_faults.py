@@ -262,7 +262,8 @@ from shared.storage.locks import LockManager
 from shared.storage.clients import StorageClients
 
 a = json.loads(sys.argv[1])
-s = Settings(mode="apply", arm_endpoint=a["arm"], storage_connection=a["conn"],
+s = Settings(mode="apply", arm_endpoint=a["arm"], metrics_endpoint=a["metrics"],
+             storage_connection=a["conn"],
              storage_prefix=a["prefix"], lock_lease_seconds=15)
 ctx = ServiceContext(s, credential=ManagedIdentityCredential(), polling_interval=0)
 st = StorageClients.from_connection_string(a["conn"])
@@ -288,7 +289,8 @@ def test_process_killed_between_deallocate_and_attach(estate, storage_ns):
     emu, _, ctx = estate()
     # The attach (VM PATCH) hangs, then the connection drops: the child is killed meanwhile.
     hang = emu.faults.add("PATCH", VM2_NICS, drop_connection=True, delay_seconds=20, times=1)
-    args = {"arm": emu.base_url, "conn": storage_ns.connection_string}
+    args = {"arm": emu.base_url, "metrics": emu.metrics_endpoint,
+            "conn": storage_ns.connection_string}
     names = ctx.settings.storage_names
     args = {**args, "prefix": names.prefix, "journal": names.journal_table,
             "state": names.state_table, "locks": names.lock_container, "vm": VM2}

@@ -46,7 +46,8 @@ def settings_for(storage_ns, **overrides) -> Settings:
 def make_ctx(emu, storage_ns, *, clock=None, deadline=None, **overrides) -> ServiceContext:
     from azure.identity import ManagedIdentityCredential
 
-    settings = settings_for(storage_ns, arm_endpoint=emu.base_url, **overrides)
+    settings = settings_for(storage_ns, arm_endpoint=emu.base_url,
+                            metrics_endpoint=emu.metrics_endpoint, **overrides)
     ctx = ServiceContext(settings, credential=ManagedIdentityCredential(), polling_interval=0,
                          deadline=deadline)
     names = settings.storage_names
