@@ -48,6 +48,8 @@ def kind_of(entry) -> str:
         return "health LRO polls"
     if entry.method == "POST" and path.endswith("/health"):
         return "health reads (POST)"
+    if entry.method == "POST" and path.endswith("/metrics:getbatch"):
+        return "Azure Monitor batches"
     if rtype == "microsoft.compute/skus":
         return "SKU list pages"
     if entry.method == "GET" and rtype in LISTED and "/resourcegroups/" not in path:
@@ -119,7 +121,8 @@ def main(argv=None) -> int:
     os.environ.pop("AZURE_CLIENT_ID", None)
     try:
         # No profile: poll at once (the emulator answers at once). A profile: as on Azure.
-        ctx = ServiceContext(Settings(arm_endpoint=emu.base_url),
+        ctx = ServiceContext(Settings(arm_endpoint=emu.base_url,
+                                      metrics_endpoint=emu.metrics_endpoint),
                              credential=ManagedIdentityCredential(),
                              polling_interval=None if profile else 0)
         results = {name: run(ctx, emu, emu.subscription_id, rg)
