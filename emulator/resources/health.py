@@ -32,6 +32,20 @@ def _ip_of(emu: EmulatorHost, ipconfig_id: str) -> str | None:
     return None
 
 
+def _ip_based(lb: dict, pool_id: str) -> list[dict]:
+    """The IP-based entries of a pool (`loadBalancerBackendAddresses` with an `ipAddress`),
+    which the health lists by address (spec example LoadBalancerHealth.json lists addresses)."""
+    out = []
+    for pool in lb.get("properties", {}).get("backendAddressPools") or []:
+        if lower(pool.get("id", "")) != pool_id:
+            continue
+        for address in (pool.get("properties") or {}).get("loadBalancerBackendAddresses") or []:
+            ip = (address.get("properties") or {}).get("ipAddress")
+            if ip:
+                out.append({"ipAddress": ip, "state": "Up", "reason": "Up_Probe_Success"})
+    return out
+
+
 def rule_health(emu: EmulatorHost, lb_id: str, rule_name: str) -> dict:
     """Body of POST .../loadBalancingRules/{rule}/health.
 
@@ -59,7 +73,7 @@ def rule_health(emu: EmulatorHost, lb_id: str, rule_name: str) -> dict:
                 "reason": "Up_Probe_Success",
             }
             for i in pool_members(emu).get(pool, [])
-        ]
+        ] + _ip_based(lb, pool)
         # LoadBalancerHealthPerRule is up, down and loadBalancerBackendAddresses only (spec
         # 2024-05-01 example LoadBalancerHealth.json), each address's
         # networkInterfaceIPConfigurationId a plain id string there.

@@ -123,12 +123,15 @@ def discover_health(clients: AzureClients, load_balancers: Iterable[dict], *,
     standard = [lb for lb in lbs if _is_standard(lb) and hairpin_capable_rules(lb)]
     docs = {arm_ids.normalize(d["id"]): d for d in [*resources, *lbs] if d.get("id")}
     topology = build_topology(docs.values())
-    rule_ids_of = {lb["id"]: [r["id"] for r in hairpin_capable_rules(lb)] for lb in standard}
+    # The metric has a series per member of *every* rule (floating IP, public frontends too):
+    # the batch's `top` covers them all, with room for series the topology cannot predict.
+    rule_ids_of = {lb["id"]: [r["id"] for r in (lb.get("properties") or {}).get(
+        "loadBalancingRules") or []] for lb in standard}
     end = now or datetime.now(UTC)
     series = monitor.read_series(
         clients, standard, end=end, on_batch=on_read,
-        top_for=lambda batch: metric_health.expected_series(
-            topology, [r for lb in batch for r in rule_ids_of[lb["id"]]]))
+        top_for=lambda batch: 2 * metric_health.expected_series(
+            topology, [r for lb in batch for r in rule_ids_of[lb["id"]]]) + 10)
     mapped = metric_health.health_from_metrics(topology, list(targets), series,
                                                threshold=clients.health_metric_threshold, end=end)
     fallback = [targets[rule_id] for rule_id in mapped.without_data]

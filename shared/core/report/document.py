@@ -15,6 +15,7 @@ import orjson
 
 from shared import __version__
 from shared.core.risk import NOT_AFFECTED_REASONS, SEVERITIES, Evaluation
+from shared.core.vocab import HealthSource
 
 __all__ = ["SCHEMA_VERSION", "build_report", "to_json", "to_text", "exit_status"]
 
@@ -51,12 +52,27 @@ def build_report(
             "not_affected_total": sum(not_affected.values()),
             "not_affected_reasons": dict(NOT_AFFECTED_REASONS),
             "unknowns": len(evaluation.unknowns),
+            "health_sources": health_sources(findings),
             "exit_status": exit_status(evaluation),
         },
         "findings": findings,
         "not_affected": [n.as_dict() for n in evaluation.not_affected],
         "unknowns": [u.as_dict() for u in evaluation.unknowns],
     }
+
+
+def health_sources(findings: list[Mapping[str, Any]]) -> dict[str, int]:
+    """How many of the findings' rules had their backend health from each source ("unread":
+    from none)."""
+    by_rule: dict[str, str] = {}
+    for f in findings:
+        for rule in f["evidence"]["health"]["rules"]:
+            by_rule[rule["rule_id"].lower()] = (rule.get("source") or "unread") \
+                if rule.get("read") else "unread"
+    counts = dict.fromkeys([*(s.value for s in HealthSource), "unread"], 0)
+    for source in by_rule.values():
+        counts[source] = counts.get(source, 0) + 1
+    return counts
 
 
 def to_json(report: Mapping[str, Any]) -> str:
@@ -142,6 +158,11 @@ def to_text(report: Mapping[str, Any], width: int = 100) -> str:
             "Not affected: "
             + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sorted(reasons.items()))
         )
+    sources = summary.get("health_sources") or {}
+    if any(sources.values()):
+        lines.append(f"Backend health of the findings' rules: {sources.get('monitor', 0)} from "
+                     f"Azure Monitor, {sources.get('rule_api', 0)} from the rule health API, "
+                     f"{sources.get('unread', 0)} unread")
     if summary.get("unknowns"):
         lines.append(f"Unknown facts in the estate: {summary['unknowns']} (see the JSON report)")
     return "\n".join(lines) + "\n"
