@@ -185,11 +185,10 @@ class Metrics:
                 continue
             group = tuple((d, dims[d]) for d in (x.lower() for x in DIMENSIONS) if d in split)
             groups.setdefault(group, []).append(value)
-        minutes = _minutes(start, end)
+        stamps = [_iso(at) for at in _minutes(start, end)]
         return [{"metadatavalues": [{"name": {"value": d, "localizedValue": d}, "value": v}
                                     for d, v in group],
-                 "data": [{"timeStamp": _iso(at), "average": sum(vals) / len(vals)}
-                          for at in minutes]}
+                 "data": [{"timeStamp": at, "average": sum(vals) / len(vals)} for at in stamps]}
                 for group, vals in groups.items()]
 
     @staticmethod

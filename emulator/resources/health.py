@@ -53,7 +53,7 @@ def rule_health(emu: EmulatorHost, lb_id: str, rule_name: str) -> dict:
     wins: a member whose VM is not running is Down; for rules in `emulator.mirrors` only the
     current primary is Up (failover moves the primary, with no fail-back).
     """
-    lb = emu.store.get(lb_id)
+    lb = emu.store.raw(lb_id)  # read only (the answer is built from copies)
     if lb is None:
         raise not_found(lb_id)
     rule = child_view(lb, "loadBalancingRules", rule_name)
