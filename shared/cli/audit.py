@@ -125,7 +125,7 @@ def snapshot_command(args) -> int:
     write_file(args.output, snapshots.dumps(doc))
     if not args.quiet:
         print(f"snapshot: {len(doc['resources'])} resources, {len(doc['skus'])} SKUs, "
-              f"{len(doc['health'])} rule health reads -> {args.output}", file=sys.stderr)
+              f"backend health of {len(doc['health'])} rules -> {args.output}", file=sys.stderr)
     return 0
 
 
@@ -156,8 +156,9 @@ def _azure_message(exc) -> str:
 
 
 class Progress:
-    """Discovery progress on stderr when it is a terminal (pages and resources listed, rule
-    health reads); silent when piped or redirected, and with `quiet`."""
+    """Discovery progress on stderr when it is a terminal (pages and resources listed, health
+    calls: Azure Monitor batches and rule health reads); silent when piped or redirected, and
+    with `quiet`."""
 
     def __init__(self, stream=None, interval: float = 0.1, quiet: bool = False) -> None:
         self._stream = stream or sys.stderr
@@ -172,13 +173,13 @@ class Progress:
         if not self._live:
             return
         if stage == "health":
-            self._health += 1  # one call per rule health read
+            self._health += 1  # one Azure Monitor batch or one rule health read
         now = time.monotonic()
         if stage == self._stage and now - self._last < self._interval:
             return  # throttled, but a new stage always shows (totals so far)
         self._last, self._stage = now, stage
         self._shown = True
-        health = f", {self._health} rule health reads" if self._health else ""
+        health = f", {self._health} health calls" if self._health else ""
         self._stream.write(f"\r\x1b[Kdiscovering: {pages} pages fetched, {resources} resources "
                            f"seen{health} ({stage})")
         self._stream.flush()

@@ -165,8 +165,8 @@ def test_progress_shows_on_a_terminal_only():
         progress("health", 10, 700)
     text = tty.getvalue()
     assert "3 pages fetched, 250 resources seen (resources)" in text
-    assert "9 pages fetched, 700 resources seen, 1 rule health reads (health)" in text
-    assert "10 pages fetched, 700 resources seen, 2 rule health reads (health)" in text
+    assert "9 pages fetched, 700 resources seen, 1 health calls (health)" in text
+    assert "10 pages fetched, 700 resources seen, 2 health calls (health)" in text
     assert text.endswith("\r\x1b[K")  # the line is cleared for the report
     piped = io.StringIO()
     with Progress(piped, interval=0) as progress:
