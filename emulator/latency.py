@@ -37,6 +37,7 @@ class RequestKind(StrEnum):
     DELETE = "delete"
     POLL = "poll"  # a status read of a long-running operation
     QUERY = "query"  # Resource Graph (its own service behind ARM)
+    METRICS = "metrics"  # Azure Monitor metrics (a batch of up to 50 resources, or one)
 
 
 class OperationKind(StrEnum):
@@ -79,7 +80,7 @@ FIELD = LatencyProfile(
     latency=MappingProxyType({
         RequestKind.GET: 0.15, RequestKind.LIST: 0.5, RequestKind.PUT: 0.5,
         RequestKind.POST: 0.3, RequestKind.DELETE: 0.3, RequestKind.POLL: 0.1,
-        RequestKind.QUERY: 0.5,
+        RequestKind.QUERY: 0.5, RequestKind.METRICS: 1.0,
     }),
     lro=MappingProxyType({
         OperationKind.VM_DEALLOCATE: LroTiming(10, 60.0),
@@ -113,6 +114,8 @@ def profile_named(name: str | LatencyProfile | None) -> LatencyProfile | None:
 def request_kind(method: str, route: Route) -> RequestKind:
     if route.kind == "graph":
         return RequestKind.QUERY
+    if route.kind in ("metrics_batch", "metrics"):
+        return RequestKind.METRICS
     if route.kind == "operation":
         return RequestKind.POLL
     if method == "GET":

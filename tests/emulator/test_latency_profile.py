@@ -182,3 +182,26 @@ def test_product_honours_retry_after_under_the_profile(emulator, arm_clients):
     assert all("429,429" not in ",".join(map(str, s)) for s in by_rule.values()), by_rule
     assert all(s[-1] == 202 for s in by_rule.values())
 
+
+
+def test_latency_of_a_metrics_batch(emulator):
+    """The Azure Monitor batch (the real MetricsClient) spends the metrics latency."""
+    from datetime import timedelta
+
+    from azure.identity import ManagedIdentityCredential
+    from azure.monitor.querymetrics import MetricsClient
+
+    from emulator.latency import RequestKind
+    from shared.core import metric_health as mh
+
+    emu = emulator("default", profile=_profile(
+        latency=MappingProxyType({RequestKind.METRICS: 0.08, RequestKind.POST: 0.04})))
+    spent: list[float] = []
+    emu.profile_stage.sleep = spent.append
+    lb = emu.store.of_type("Microsoft.Network/loadBalancers")[0]["id"]
+    MetricsClient(emu.metrics_endpoint.format(region="eastus"), ManagedIdentityCredential(),
+                  retry_total=0).query_resources(
+        resource_ids=[lb], metric_namespace=mh.METRIC_NAMESPACE, metric_names=[mh.METRIC_NAME],
+        timespan=timedelta(minutes=5), granularity=timedelta(minutes=1),
+        aggregations=["Average"])
+    assert spent == [0.08]
