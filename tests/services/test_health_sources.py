@@ -4,6 +4,9 @@ each rule's evidence says which source answered."""
 
 from __future__ import annotations
 
+import copy
+import json
+
 import pytest
 from azure.identity import ManagedIdentityCredential
 
@@ -11,6 +14,7 @@ from shared.core.vocab import HealthSource
 from shared.services import audit
 from shared.services.context import ServiceContext
 from shared.settings import Settings
+from tests.support.paths import ROOT
 
 SUB = "00000000-0000-0000-0000-000000000001"
 P = f"/subscriptions/{SUB}/resourceGroups/rg-healthshare/providers"
@@ -106,3 +110,36 @@ def test_the_fallback_runs_in_parallel_and_waits_as_retry_after_says(emulator):
     # the first status poll says InProgress with Retry-After: 1; the next came that much later
     assert min(polls) >= max(posts) and len(polls) == 4
     assert sorted(polls)[2] - sorted(polls)[1] >= 0.9
+
+
+def test_basic_load_balancers_go_straight_to_the_rule_api(emulator):
+    emu = emulator("default", lro_polls=0)
+    emu.store.raw(LB)["sku"] = {"name": "Basic"}  # no multi-dimensional metrics
+    doc = audit.gather(ctx_for(emu), subscriptions=[SUB])
+    assert {h["source"] for h in doc["health"]} == {"rule_api"}
+    assert not [e for e in emu.requests if e.path.endswith("metrics:getBatch")]
+
+
+def test_one_batch_per_50_load_balancers_of_a_region_at_its_endpoint(emulator):
+    from shared.azure.monitor import MAX_BATCH, batches
+
+    lbs = [{"id": f"{P}/Microsoft.Network/loadBalancers/lb{i:03}",
+            "location": "eastus" if i < 55 else "westeurope"} for i in range(60)]
+    got = batches(reversed(lbs))
+    assert [(region, len(group)) for region, group in got] == [
+        ("eastus", MAX_BATCH), ("eastus", 5), ("westeurope", 5)]
+    assert [d["id"] for _, g in got for d in g] == [d["id"] for d in lbs]
+    # on the emulator: a second load balancer in another region is read at that region's endpoint
+    scenario = json.loads((ROOT / "emulator/scenarios/default.json").read_text())
+    other = copy.deepcopy(next(d for d in scenario["resources"] if d["id"] == LB))
+    text = json.dumps(other).replace("ilb-healthshare", "ilb-west").replace(
+        "10.0.1.10", "10.0.1.11")  # frontends 10.0.1.100/101 -> .110/.111
+    other = {**json.loads(text), "location": "westeurope"}  # its pools have no NIC yet
+    scenario["resources"].append(other)
+    emu = emulator(scenario, lro_polls=0)
+    doc = audit.gather(ctx_for(emu), subscriptions=[SUB])
+    paths = sorted(e.path.split("/")[2] for e in emu.requests
+                   if e.path.endswith("metrics:getBatch"))
+    assert paths == ["eastus", "westeurope"]
+    east = {h["source"] for h in doc["health"] if "/ilb-healthshare/" in h["ruleId"]}
+    assert east == {"monitor"}
