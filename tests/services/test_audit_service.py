@@ -166,10 +166,13 @@ def test_subscriptions_default_from_settings_then_environment():
     sub_a, sub_b = "00000000-0000-0000-0000-00000000000a", "00000000-0000-0000-0000-00000000000b"
     ctx = ServiceContext(Settings(subscriptions=(sub_a,)))
     assert audit.subscriptions_to_audit(ctx, None, {"AZURE_SUBSCRIPTION_ID": sub_b}) == (sub_a,)
-    assert audit.subscriptions_to_audit(ctx, [sub_b.upper()], {}) == (sub_b,)
+    assert audit.subscriptions_to_audit(ctx, [sub_a.upper()], {}) == (sub_a,)
+    with pytest.raises(audit.NoSubscription, match="outside the subscriptions"):
+        audit.subscriptions_to_audit(ctx, [sub_b], {})  # an explicit choice never widens scope
     bare = ServiceContext(Settings())
     assert audit.subscriptions_to_audit(bare, None, {"AZURE_SUBSCRIPTION_ID": sub_b}) == (sub_b,)
     assert audit.subscriptions_to_audit(bare, None, {}) == ()
+    assert audit.subscriptions_to_audit(bare, [sub_a.upper()], {}) == (sub_a,)
 
 
 def _with_managed_nic(scenario: dict) -> dict:

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -445,8 +446,10 @@ def test_benchmark_estate_generator_at_small_scale(capsys):
     resources, skus, health = generate(n_vms=200, n_lbs=20)
     ev = evaluate(build_topology(resources, skus, health))
     assert ev.findings and all(f.severity in ("high", "medium", "info") for f in ev.findings)
-    assert (
-        bench_evaluate.main(["--vms", "200", "--lbs", "20", "--repeat", "1", "--no-tracemalloc"])
-        == 0
-    )
-    assert "findings:" in capsys.readouterr().out
+    # The exit code says whether the targets were met, and peak RSS is this whole pytest process's
+    # here: the test checks that the bench runs and prints the line the issue asks for.
+    bench_evaluate.main(["--vms", "200", "--lbs", "20", "--repeat", "1", "--no-tracemalloc"])
+    out = capsys.readouterr().out
+    assert "findings:" in out
+    assert re.search(r"^bench_evaluate: vms=200 build_evaluate_cpu_s=[0-9.]+ peak_mb=[0-9.]+$",
+                     out.strip().splitlines()[-1])

@@ -10,7 +10,9 @@
   so that events covered by that read skip the resolution reads.
 
 `EventMemo` keeps the same facts in memory for one host process (in front of the table, and
-instead of it when there is no storage); `ClaimStore` is built per invocation over it.
+instead of it when there is no storage); `ClaimStore` is built per invocation over it. The memo
+never runs ahead of storage: a claim that failed to be written is forgotten (the redelivery is
+processed), and another instance's unfinished claim is not remembered (it may go stale).
 """
 
 from __future__ import annotations
@@ -85,9 +87,19 @@ class ClaimStore:
                 return EventResult(ev.event_id, EventStatus.DUPLICATE, f"event already {known}",
                                    operation=ev.operation, resource_id=ev.resource_id)
             self.memo.seen[ev.event_id] = "processing"
-        j = self.journal
-        if j is None:
+        if self.journal is None:
             return None
+        try:
+            return self.claim_stored(ev)
+        except BaseException:
+            # The process memo says what storage agreed to, never more: a redelivery after a
+            # failed claim (a storage blip) must be processed, on this instance too.
+            with self.memo.lock:
+                self.memo.seen.pop(ev.event_id, None)
+            raise
+
+    def claim_stored(self, ev: ResourceEvent) -> EventResult | None:
+        j = self.journal
         data = {"state": "processing", "operation": ev.operation}
         if j.open_record(RecordKind.EVENT, ev.resource_id, ev.event_id, operation_id=ev.event_id,
                          data=data, exclusive=True):
@@ -102,8 +114,11 @@ class ClaimStore:
             j.open_record(RecordKind.EVENT, ev.resource_id, ev.event_id,
                           operation_id=ev.event_id, data=data)
             return None
-        with self.memo.lock:
-            self.memo.seen[ev.event_id] = state or "done"
+        with self.memo.lock:  # remembered only once done: another instance's claim may go stale
+            if state == "processing":
+                self.memo.seen.pop(ev.event_id, None)
+            else:
+                self.memo.seen[ev.event_id] = state or "done"
         self.stats["duplicate"] += 1
         if state == "processing":
             return EventResult(ev.event_id, EventStatus.IN_PROGRESS,
@@ -122,12 +137,12 @@ class ClaimStore:
                 log.warning("event %s: claim not released: %s", ev.event_id, exc)
 
     def finish_event(self, ev: ResourceEvent, result: EventResult) -> None:
-        with self.memo.lock:
-            self.memo.seen[ev.event_id] = "done"
-        if self.journal is not None:
+        if self.journal is not None:  # storage first: the memo never runs ahead of it
             self.journal.open_record(RecordKind.EVENT, ev.resource_id, ev.event_id,
                                      operation_id=ev.event_id,
                                      data={"state": "done", "status": result.status})
+        with self.memo.lock:
+            self.memo.seen[ev.event_id] = "done"
 
     # -- subject memos (scope resolution) ---------------------------------------------------
     def subject_memo(self, ev: ResourceEvent, event_time: datetime) -> list[str] | None:
