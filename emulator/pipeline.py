@@ -41,7 +41,8 @@ class RequestPipeline:
             route.api_version = query.get("api-version", "2024-01-01")
         entry = RequestEntry(method, url.path, url.query,
                              route.resource_type if route else None,
-                             route.rbac_action(method) if route else None)
+                             route.rbac_action(method) if route else None,
+                             if_match=headers.get("If-Match"))
         fault = None
         limit_headers: dict = {}
         try:

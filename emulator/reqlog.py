@@ -28,6 +28,7 @@ class RequestEntry:
     client_id: str | None = None
     fault: bool = False
     time: float = field(default_factory=time.time)
+    if_match: str | None = None  # the conditional header a write was sent with
 
     @property
     def actions(self) -> list[str]:

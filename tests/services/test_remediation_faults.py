@@ -187,6 +187,29 @@ def test_etag_conflict_rereads_and_retries(estate):
     assert_converges(emu, ctx)
 
 
+def test_hardening_vm_patch_is_conditional_on_the_etag_it_read(estate):
+    """Mutation (a): another writer changes hs-vm2 between our read and our PATCH. No injected
+    412: the emulator's own If-Match check refuses the stale write, the run re-reads and
+    applies, and every NIC-list PATCH carried the etag read just before it."""
+    emu, _, ctx = estate()
+
+    def someone_else_writes():
+        doc = emu.store.get(VM2)
+        doc["tags"]["changed"] = "yes"
+        doc["etag"] = 'W/"changed-by-someone-else"'
+        emu.store.put(doc)
+
+    emu.faults.add("PATCH", VM2_NICS, action=someone_else_writes, times=1)
+    out = approve_and_apply(ctx)
+    assert out.status == "applied", out.reasons
+    patches = [e for e in emu.requests if e.method == "PATCH" and e.path.endswith("/hs-vm2")]
+    assert patches[0].status == 412 and patches[1].status in (200, 202)
+    assert all(e.if_match for e in patches)
+    assert patches[1].if_match == 'W/"changed-by-someone-else"'
+    assert emu.store.get(VM2)["tags"]["changed"] == "yes"  # the other write was not lost
+    assert_converges(emu, ctx)
+
+
 def test_changed_estate_invalidates_the_approval(estate):
     emu, _, ctx = estate()
     pr = remediation.plan_for_vm(ctx, VM1)

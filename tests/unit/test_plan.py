@@ -108,6 +108,53 @@ def test_hash_binds_steps_and_estate_facts():
     assert e.hash != a.hash
 
 
+def _with_fixed_third_member(power_state: str) -> dict:
+    """The default estate plus hs-vm3 in both pools with its managed NIC attached, not running: a
+    pool peer outside the plan once its routes are verified."""
+    doc = load()
+    vm2, nic2 = (copy.deepcopy(next(r for r in doc["resources"] if r["name"] == name))
+                 for name in ("hs-vm2", "hs-vm2-nic"))
+    vm3, nic3 = (json.loads(json.dumps(r).replace("hs-vm2", "hs-vm3")) for r in (vm2, nic2))
+    nic3["properties"]["ipConfigurations"][0]["properties"]["privateIPAddress"] = "10.0.1.30"
+    nic3["properties"]["macAddress"] = "00-0D-3A-1B-C7-33"
+    vm3["properties"]["vmId"] = vm3["properties"]["vmId"][:-2] + "03"
+    for st in vm3["properties"]["instanceView"]["statuses"]:
+        if st["code"].startswith("PowerState/"):
+            st["code"] = f"PowerState/{power_state}"
+    managed = json.loads(json.dumps(nic3).replace("hs-vm3-nic", "hs-vm3-hairpin-nic"))
+    managed["tags"] = {"hairpin-managed": "true"}
+    cfg = managed["properties"]["ipConfigurations"][0]["properties"]
+    cfg["privateIPAddress"], cfg["loadBalancerBackendAddressPools"] = "10.0.1.31", []
+    managed["properties"]["primary"] = False
+    vm3["properties"]["networkProfile"]["networkInterfaces"].append(
+        {"id": managed["id"], "properties": {"primary": False}})
+    lb = next(r for r in doc["resources"] if r["name"] == "ilb-healthshare")
+    for pool in lb["properties"]["backendAddressPools"]:
+        pool["properties"]["backendIPConfigurations"].append(
+            {"id": nic3["properties"]["ipConfigurations"][0]["id"]})
+    doc["resources"] += [nic3, managed, vm3]
+    return doc
+
+
+def test_hardening_plan_hash_binds_the_power_state_of_a_peer_outside_the_plan():
+    """Mutation (c): hs-vm3 shares the pools, is fixed and verified, so it is not in the plan; a
+    change of its power state leaves the steps alone and must still invalidate an approval."""
+    settings = Settings(mode="apply")
+    plans = []
+    for power_state in ("deallocated", "stopped"):
+        doc = _with_fixed_third_member(power_state)
+        t = topology_from_snapshot(doc)
+        verified = [(f.vm_id, f.frontend_ip) for f in risk.evaluate(t, settings).findings
+                    if f.vm_name == "hs-vm3"]
+        ev = risk.evaluate(t, settings, verified=verified)
+        plans.append(build_plan(ev.findings, t, settings, vm_ids=[VM1],
+                                etags=etags_from_documents(doc["resources"])))
+    deallocated, stopped = plans
+    assert [v.vm_name for v in deallocated.vms] == ["hs-vm2", "hs-vm1"]
+    assert [v.as_dict() for v in deallocated.vms] == [v.as_dict() for v in stopped.vms]
+    assert deallocated.hash != stopped.hash
+
+
 def test_text_and_json_say_what_changes_and_who_is_deallocated():
     plan, _ = make()
     text = plan.to_text()
