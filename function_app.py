@@ -9,11 +9,11 @@ import azure.functions as func
 from shared import observability
 from shared.core.approvals import CLIENT_PRINCIPAL_HEADER
 from shared.core.report import to_json
-from shared.core.storage_names import fix_queue_of
+from shared.core.storage_names import fix_queue_of, poison_queue_of, sweep_queue_of
 from shared.services import audit, fix_api, health
 from shared.services import events as event_service
-from shared.services import sweep as sweep_service
 from shared.services.context import build_context
+from shared.services.sweep import triggers as sweep_triggers
 from shared.settings import FUNCTION_BUDGET_S, Settings, SettingsError
 
 observability.setup()  # correlation IDs on every log line; OpenTelemetry when configured
@@ -80,8 +80,24 @@ def on_resource_event(event: func.EventGridEvent) -> None:
 @app.timer_trigger(arg_name="timer", schedule="%HAIRPIN_SWEEP_SCHEDULE%", run_on_startup=False,
                    use_monitor=True)
 def drift_sweep(timer: func.TimerRequest) -> None:
-    # %HAIRPIN_SWEEP_SCHEDULE% comes from app settings (Settings.sweep_schedule).
-    sweep_service.sweep_from_env()
+    # %HAIRPIN_SWEEP_SCHEDULE% comes from app settings (Settings.sweep_schedule). Only plans:
+    # the work items go on the sweep queue, which sweep_worker runs as the host scales out.
+    sweep_triggers.start_from_env()
+
+
+@app.queue_trigger(arg_name="msg", queue_name=sweep_queue_of("%HAIRPIN_STORAGE_PREFIX%"),
+                   connection="AzureWebJobsStorage")
+def sweep_worker(msg: func.QueueMessage) -> None:
+    # One work item of a fleet sweep (host.json extensions.queues sizes the parallelism).
+    sweep_triggers.item_from_env(msg.get_body())
+
+
+@app.queue_trigger(arg_name="msg",
+                   queue_name=poison_queue_of(sweep_queue_of("%HAIRPIN_STORAGE_PREFIX%")),
+                   connection="AzureWebJobsStorage")
+def sweep_poison(msg: func.QueueMessage) -> None:
+    # An item that failed maxDequeueCount times: recorded as an error, so its sweep completes.
+    sweep_triggers.poisoned_from_env(msg.get_body(), msg.dequeue_count)
 
 
 def _fix_response(resp: fix_api.ApiResponse) -> func.HttpResponse:

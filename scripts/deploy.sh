@@ -15,7 +15,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
-readonly EXPECTED_FUNCTIONS=8
+readonly EXPECTED_FUNCTIONS=10
 readonly EVENT_FUNCTION=on_resource_event
 
 SUBSCRIPTION=""

@@ -119,6 +119,11 @@ class Settings:
     sweep_run_command_workers: int = 4
     sweep_run_command_interval_seconds: float = 1.0
     sweep_item_budget_seconds: float = 120.0
+    # Fleet sweep: with Resource Graph, subscriptions are packed into work items of at most
+    # this many VMs (ARM: one item per subscription); a sweep whose items are not all in after
+    # this long is closed with the missing ones reported lost (its messages expire then too).
+    sweep_item_vms: int = 500
+    sweep_max_age_seconds: float = 86400.0
     # Set by the platform, never by the template: App Service Authentication is on, so the
     # x-ms-client-principal header comes from it (it strips the one a client sends).
     platform_auth_enabled: bool = False
@@ -285,6 +290,10 @@ Settings._FIELDS = (
            parse.float_between(0, 60), "seconds, 0-60"),
     _Field("sweep_item_budget_seconds", "HAIRPIN_SWEEP_ITEM_BUDGET_SECONDS",
            parse.float_between(1, 3600), "seconds, 1-3600"),
+    _Field("sweep_item_vms", "HAIRPIN_SWEEP_ITEM_VMS", parse.int_between(1, 100_000),
+           "VMs per fleet-sweep work item (Resource Graph), 1-100000"),
+    _Field("sweep_max_age_seconds", "HAIRPIN_SWEEP_MAX_AGE_SECONDS",
+           parse.float_between(600, 604800), "seconds, 600-604800"),
     _Field("platform_auth_enabled", "WEBSITE_AUTH_ENABLED", parse.platform_flag,
            "set by App Service when its authentication is enabled"),
     _Field("allow_key_only_approvals", "HAIRPIN_ALLOW_KEY_ONLY_APPROVALS", parse.boolean,

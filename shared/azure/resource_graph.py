@@ -266,3 +266,25 @@ def discover_resources(
         if on_page:
             on_page(pages, len(docs))
     return docs
+
+
+# How many VMs each subscription holds: how the fleet sweep sizes its work items.
+VM_COUNT_QUERY = (
+    "Resources\n"
+    "| where type =~ 'microsoft.compute/virtualmachines'\n"
+    "| summarize vms = count() by subscriptionId\n"
+    "| order by subscriptionId asc"
+)
+
+
+def vm_counts(client: ResourceGraphClient, subscriptions: Sequence[str], *,
+              sleep: Callable[[float], None] = time.sleep) -> dict[str, int]:
+    """Lowercase subscription ID -> VMs, for `subscriptions` (none: every one the caller can
+    read); one query per 1,000 subscriptions."""
+    counts: dict[str, int] = {}
+    for page in query_pages(client, VM_COUNT_QUERY, subscriptions, sleep=sleep):
+        for row in page:
+            sub = str(row.get("subscriptionId") or "").lower()
+            if sub:
+                counts[sub] = counts.get(sub, 0) + int(row.get("vms") or 0)
+    return counts

@@ -13,7 +13,7 @@ __all__ = [
     "Mode", "Severity", "ACTIONABLE", "CallerEvidence", "PowerState", "TriggerKind",
     "UNATTENDED", "Status", "Verdict", "StepKind", "JournalAction", "JournalResult",
     "RecordKind", "DriftKind", "RemediationCall", "EventStatus", "EventSchema", "ScopeKind",
-    "ApproverVerdict", "PreflightCheck", "HealthSource",
+    "ApproverVerdict", "PreflightCheck", "HealthSource", "SweepState", "ItemOutcome",
 ]
 
 
@@ -260,3 +260,22 @@ class HealthSource(StrEnum):
 
     MONITOR = "monitor"  # Azure Monitor metric DipAvailability, many load balancers per call
     RULE_API = "rule_api"  # the per-rule health action of ARM (one long-running call per rule)
+
+
+class SweepState(StrEnum):
+    """Where a fleet sweep is (its entity in the sweep table)."""
+
+    PLANNING = "planning"  # items being put on the queue (the next timer finishes that)
+    QUEUED = "queued"  # every item is on the queue; results coming in
+    FINISHING = "finishing"  # all results in; one invocation writes the report and notifies
+    DONE = "done"  # summary stored, report written, notification sent
+
+
+class ItemOutcome(StrEnum):
+    """What one delivery of a work item did."""
+
+    RECORDED = "recorded"  # processed, and its result recorded now
+    DUPLICATE = "duplicate"  # its result was already recorded: nothing done again
+    BUSY = "busy"  # another invocation holds the item: put back on the queue for later
+    CONTINUED = "continued"  # budget spent, checkpoint saved, a continuation queued
+    POISONED = "poisoned"  # failed on every delivery: recorded as an error

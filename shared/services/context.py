@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # adapters are imported when first used: an offline audit loa
     from shared.storage.journal import Journal
     from shared.storage.locks import LockManager
     from shared.storage.reports import ReportStore
+    from shared.storage.sweeps import SweepTable
 
 __all__ = ["ServiceContext", "build_context", "DEADLINE_MARGIN_S"]
 
@@ -47,6 +48,7 @@ class ServiceContext:
     journal: Journal | None = None
     locks: LockManager | None = None
     reports: ReportStore | None = None
+    sweeps: SweepTable | None = None  # fleet sweeps: plans, item results, summaries
     notifier: Notifier | None = None
     logs: LogSink | None = None  # Log Analytics rows (findings, outcomes, drift)
     storage: StorageClients | None = None
@@ -62,6 +64,7 @@ class ServiceContext:
         from shared.storage.journal import Journal
         from shared.storage.locks import LockManager
         from shared.storage.reports import ReportStore
+        from shared.storage.sweeps import SweepTable
 
         if isinstance(storage, str):
             storage = StorageClients.from_connection_string(storage)
@@ -72,6 +75,7 @@ class ServiceContext:
         self.locks = LockManager(storage.blob, container=s.lock_container,
                                  lease_seconds=self.settings.lock_lease_seconds).ensure()
         self.reports = ReportStore(storage.blob, container=s.report_container).ensure()
+        self.sweeps = SweepTable(storage.table, table=s.sweep_table).ensure()
         return self
 
     def clients(self, subscription_id: str) -> AzureClients:

@@ -40,6 +40,7 @@ REMEDIATION_APPLIED = "Hairpin.Remediation.Applied"
 REMEDIATION_FAILED = "Hairpin.Remediation.Failed"
 REMEDIATION_VERIFIED = "Hairpin.Remediation.Verified"
 DRIFT_REPAIRED = "Hairpin.Drift.Repaired"
+SWEEP_COMPLETED = "Hairpin.Sweep.Completed"
 EVENT_TYPES: dict[str, str] = {
     FINDING_OPENED: "a VM is newly found at risk of a hairpin failure (severity high or medium)",
     PLAN_PENDING: "a remediation plan is recorded and waits for an approval or a maintenance "
@@ -49,6 +50,9 @@ EVENT_TYPES: dict[str, str] = {
     REMEDIATION_VERIFIED: "the guest's connections to the VIP were verified from inside the VM",
     DRIFT_REPAIRED: "drift (lost guest route, detached/deleted managed NIC, stale route) was "
                     "repaired by an event or a sweep",
+    SWEEP_COMPLETED: "a fleet sweep has every work item's result in: its summary (counts, "
+                     "drift, actions, pending plans, errors); one per sweep, CloudEvent id "
+                     "`sweep-<sweep id>`",
 }
 
 DATA_SCHEMA: dict[str, Any] = {
@@ -174,15 +178,18 @@ class Notifier:
                                                     **self._client_kwargs)
         return self._client
 
-    def publish(self, event_type: str, subject: str | None, data: Mapping[str, Any]) -> bool:
-        """Send one CloudEvent; True when the topic accepted it. Never raises."""
+    def publish(self, event_type: str, subject: str | None, data: Mapping[str, Any], *,
+                event_id: str | None = None) -> bool:
+        """Send one CloudEvent; True when the topic accepted it. Never raises. `event_id`: a
+        stable id for an event that may be sent again after a crash (subscribers deduplicate
+        on source + id, as CloudEvents 1.0 defines), else a new one."""
         if not self.enabled:
             return False
         try:
             from azure.core.messaging import CloudEvent
 
             event = CloudEvent(source=self.source, type=event_type, data=dict(data),
-                               subject=subject or None, id=str(uuid.uuid4()),
+                               subject=subject or None, id=event_id or str(uuid.uuid4()),
                                time=datetime.now(UTC), datacontenttype="application/json")
             self._get_client().send(event, **self.send_kwargs)
         except Exception as exc:  # noqa: BLE001 - a notification never fails the caller
@@ -208,6 +215,22 @@ class Notifier:
             return False
         return self.publish(event_type, vm_id, build_data(vm_id=vm_id, status=status,
                                                           trigger=trigger, **fields))
+
+    def sweep_completed(self, summary: Mapping[str, Any], trigger: Any) -> bool:
+        """A fleet sweep's one notification, from its merged summary."""
+        sweep_id = str(summary["sweep_id"])
+        text = (f"{summary.get('vms', 0)} VMs, {summary.get('findings', 0)} findings "
+                f"({summary.get('at_risk', 0)} at risk), {summary.get('drift_found', 0)} drift, "
+                f"{summary.get('actions_taken', 0)} actions, "
+                f"{summary.get('pending_plans', 0)} pending plans, "
+                f"{summary.get('errors_count', 0)} errors")
+        if summary.get("stopped_reason"):
+            text += f"; incomplete: {summary['stopped_reason']}"
+        data = build_data(vm_id=None, trigger=trigger, summary=text, operation_id=sweep_id,
+                          status="complete" if summary.get("complete") else "incomplete",
+                          drift=sorted(summary.get("drift") or {}))
+        return self.publish(SWEEP_COMPLETED, f"sweeps/{sweep_id}", data,
+                            event_id=f"sweep-{sweep_id}")
 
     def finding_opened(self, finding: Any, trigger: Any) -> bool:
         return self.notify(

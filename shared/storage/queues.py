@@ -44,11 +44,16 @@ def queue_client(source: Any, queue: str = WORK_QUEUE):
 
 
 def queue_sender(source: Any, queue: str = WORK_QUEUE, *,
-                 time_to_live: int | None = None) -> Callable[[dict], None]:
-    """send(message) putting one JSON message on `queue`; `time_to_live` in seconds (None: the
-    service's default of 7 days)."""
+                 time_to_live: int | None = None) -> Callable[..., None]:
+    """send(message, delay=None) putting one JSON message on `queue`, invisible for `delay`
+    seconds; `time_to_live` in seconds (None: the service's default of 7 days)."""
     client = queue_client(source, queue)
-    return lambda message: client.send_message(json.dumps(message), time_to_live=time_to_live)
+
+    def send(message: dict, delay: int | None = None) -> None:
+        client.send_message(json.dumps(message), time_to_live=time_to_live,
+                            visibility_timeout=delay or None)
+
+    return send
 
 
 def queue_source(settings: Any, storage: Any, environ: Mapping[str, str] | None = None) -> Any:

@@ -34,7 +34,7 @@ IDENTITY = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Manage
 STORAGE = f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Storage/" \
           "storageAccounts/hairpinstabc123"
 FUNCTIONS = ["health_check", "scheduled_audit", "get_audit", "on_resource_event", "drift_sweep",
-             "fix_post", "fix_status", "fix_worker"]
+             "sweep_worker", "sweep_poison", "fix_post", "fix_status", "fix_worker"]
 
 
 def outputs(**over) -> dict:
@@ -242,7 +242,7 @@ def test_waits_until_all_functions_are_listed(deploy):
         listing([]), listing(FUNCTIONS[:3]), listing(FUNCTIONS)]}))
     assert r.rc == 0, r.err
     assert r.commands().count("functionapp function list") == 3
-    assert "functions listed: 3 of 8" in r.out
+    assert "functions listed: 3 of 10" in r.out
     # the subscription comes only after the listing is complete
     assert r.commands().index("deployment group create") > \
         max(i for i, c in enumerate(r.commands()) if c == "functionapp function list")
@@ -324,7 +324,7 @@ def test_functions_never_listed(deploy):
     assert r.rc == 5
     assert r.commands().count("functionapp function list") == 5  # HAIRPIN_DEPLOY_WAIT_TRIES
     assert "deployment group create" not in r.commands()
-    assert "lists 2 of 8 functions" in r.err
+    assert "lists 2 of 10 functions" in r.err
 
 
 def test_usage_errors_exit_2_before_any_az_call(deploy, tmp_path):

@@ -117,9 +117,14 @@ def test_trigger_raises_on_transient_failure_so_event_grid_retries(functions,
 
 
 @pytest.mark.azurite
-def test_sweep_timer_runs_a_sweep_from_app_settings(functions, emulator, storage_ns,
-                                                    monkeypatch):
+def test_sweep_timer_fans_out_and_the_queue_trigger_runs_the_items(functions, emulator,
+                                                                    storage_ns, monkeypatch):
+    from emulator.functions_host import QueueHost
+    from shared.core.storage_names import poison_queue_of
+    from shared.core.vocab import SweepState
+    from shared.storage.queues import queue_client
     from shared.storage.reports import ReportStore
+    from shared.storage.sweeps import SweepTable
 
     emu = emulator(lro_retry_after=1)  # LROs answer Retry-After, as ARM does
     env = {"HAIRPIN_MODE": "plan", "HAIRPIN_SUBSCRIPTIONS": emu.subscription_id,
@@ -129,15 +134,27 @@ def test_sweep_timer_runs_a_sweep_from_app_settings(functions, emulator, storage
            "HAIRPIN_LOCK_LEASE_SECONDS": "15", "HAIRPIN_SWEEP_BUDGET_SECONDS": "300"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    call = functions["drift_sweep"].get_user_function()
-    assert call(TimerRequest(past_due=False)) is None
+    assert functions["drift_sweep"].get_user_function()(TimerRequest(past_due=False)) is None
+    table = SweepTable(storage_ns.table_service(), table=f"{storage_ns.prefix}sweeps")
+    (record,) = table.unfinished()
+    assert record.state == SweepState.QUEUED and record.items == 1
+    worker = functions["sweep_worker"].get_user_function()
+    queue = queue_client(storage_ns.connection_string, f"{storage_ns.prefix}-sweep")
+    poison = queue_client(storage_ns.connection_string, poison_queue_of(queue.queue_name))
+    try:
+        QueueHost(queue, lambda body, n: worker(func.QueueMessage(body=body)),
+                  poison=poison).run(lambda: table.get(record.sweep_id).state == "done", 120)
+    finally:
+        queue.delete_queue()
+        poison.delete_queue()
     store = ReportStore(storage_ns.blob_service(), container=storage_ns.container("reports"))
     run = store.sweeps.latest()
-    assert run is not None and run.summary["complete"] is True
+    assert run is not None and run.run_id == record.sweep_id and run.summary["complete"] is True
     summary = store.sweeps.read_json(run)
     assert summary["vms"] == 2 and summary["at_risk"] == 2
     assert summary["actions"] == {"apply:pending": 2}  # mode plan: the plan is recorded
     assert sorted(p["vm_id"] for p in summary["pending"]) == [VM1, VM1[:-1] + "2"]
+    assert table.get(record.sweep_id).summary["pending_plans"] == 2
     assert emu.requests.writes() == []
 
 

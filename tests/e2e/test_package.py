@@ -4,7 +4,7 @@ The package is built once (pip installs requirements.txt for manylinux2014_x86_6
 3.11), unzipped into an empty folder, and `function_app` is imported by a Python that sees
 nothing but the standard library, the package root and its .python_packages site-packages
 (`python -I -S`, sys.path set by hand): what the Functions host's Python worker does. Every one
-of the 8 functions must be indexed with its trigger and bindings.
+of the 10 functions must be indexed with its trigger and bindings.
 
 Only `function_app` is imported (shared/ may be reorganised; the package takes its whole tree).
 Skipped with one line when pip cannot reach the package index.
@@ -192,11 +192,11 @@ def _http(fn: dict, route: str, methods: list[str]) -> None:
     assert out["direction"] == "OUT" and out["name"] == "$return"
 
 
-def test_all_eight_functions_are_indexed_with_their_bindings(indexed):
+def test_all_ten_functions_are_indexed_with_their_bindings(indexed):
     fns = indexed["functions"]
     assert sorted(fns) == sorted(["health_check", "scheduled_audit", "get_audit",
-                                  "on_resource_event", "drift_sweep", "fix_post",
-                                  "fix_status", "fix_worker"])
+                                  "on_resource_event", "drift_sweep", "sweep_worker",
+                                  "sweep_poison", "fix_post", "fix_status", "fix_worker"])
     _http(fns["health_check"], "health", ["GET"])
     _http(fns["get_audit"], "audit", ["GET"])
     _http(fns["fix_post"], "fix", ["POST"])
@@ -226,3 +226,9 @@ def test_all_eight_functions_are_indexed_with_their_bindings(indexed):
     # resolved by the host from the app setting; infra/main.json creates "<prefix>-fix"
     assert q["queueName"] == "%HAIRPIN_STORAGE_PREFIX%-fix"
     assert q["connection"] == "AzureWebJobsStorage"  # identity-based: AzureWebJobsStorage__*
+    # the fleet sweep's work items and the host's poison queue for them
+    for name, queue in (("sweep_worker", "%HAIRPIN_STORAGE_PREFIX%-sweep"),
+                        ("sweep_poison", "%HAIRPIN_STORAGE_PREFIX%-sweep-poison")):
+        assert fns[name]["trigger"] == "queueTrigger"
+        (q,) = fns[name]["bindings"]
+        assert (q["queueName"], q["connection"]) == (queue, "AzureWebJobsStorage")

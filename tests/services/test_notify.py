@@ -144,10 +144,12 @@ def test_every_type_is_published_and_received(topic):
     assert n.outcome(Outcome(Status.FAILED, ["boom"]), TRIGGER,
                      vm_id=VM) == [notify.REMEDIATION_FAILED]
     assert n.outcome(Outcome(Status.UNCHANGED), TRIGGER, vm_id=VM) == []
+    assert n.sweep_completed({"sweep_id": "20261202T150000Z-abcdef", "complete": True,
+                              "vms": 20, "drift": {"guest_routes": 1}}, TRIGGER)
     assert topic.rejected == []
     types = [e["type"] for e in topic.received]
     assert set(types) == set(EVENT_TYPES)
-    assert n.published == len(types) == 7 and n.failed == 0
+    assert n.published == len(types) == 8 and n.failed == 0
     opened = next(e for e in topic.received if e["type"] == notify.FINDING_OPENED)
     assert opened["subject"] == VM and opened["source"] == notify.SOURCE
     assert opened["data"]["vmName"] == "vm1" and opened["data"]["severity"] == "high"
@@ -157,6 +159,11 @@ def test_every_type_is_published_and_received(topic):
     repaired = next(e for e in topic.received if e["type"] == notify.DRIFT_REPAIRED)
     assert repaired["data"]["drift"] == ["managed_nic_missing"]
     assert repaired["data"]["frontendIps"] == ["10.0.1.100"]
+    swept = next(e for e in topic.received if e["type"] == notify.SWEEP_COMPLETED)
+    assert (swept["id"], swept["subject"]) == ("sweep-20261202T150000Z-abcdef",
+                                               "sweeps/20261202T150000Z-abcdef")
+    assert swept["data"]["vmId"] is None and swept["data"]["drift"] == ["guest_routes"]
+    assert swept["data"]["summary"].startswith("20 VMs")
 
 
 def test_wrong_key_is_refused_by_the_topic_and_does_not_raise(topic):

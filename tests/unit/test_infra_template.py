@@ -42,6 +42,8 @@ NOT_SET = {
     "HAIRPIN_SWEEP_BUDGET_SECONDS": "code default (540 s) fits host.json's 10 min timeout",
     "HAIRPIN_SWEEP_RUN_COMMAND_INTERVAL_SECONDS": "code default (1 s between Run Commands)",
     "HAIRPIN_SWEEP_ITEM_BUDGET_SECONDS": "code default",
+    "HAIRPIN_SWEEP_ITEM_VMS": "code default (500 VMs per Resource Graph work item)",
+    "HAIRPIN_SWEEP_MAX_AGE_SECONDS": "code default (1 day)",
     "HAIRPIN_EVENT_BURST_WINDOW_SECONDS": "code default",
     "HAIRPIN_EVENT_CLOCK_SKEW_SECONDS": "code default",
     "HAIRPIN_EVENT_HANDOFF_TTL_SECONDS": "code default (30 min)",
@@ -424,13 +426,15 @@ def test_containers_and_tables_are_the_ones_the_code_uses(main):
     assert v["storagePrefix"] == names.prefix
     expected = {"reportContainer": "{0}-reports", "lockContainer": "{0}-locks",
                 "journalTable": "{0}journal", "stateTable": "{0}state", "fixQueue": "{0}-fix",
-                "deadLetterContainer": "{0}-deadletter"}
+                "deadLetterContainer": "{0}-deadletter", "sweepTable": "{0}sweeps",
+                "sweepQueue": "{0}-sweep"}
     for variable, pattern in expected.items():
         assert v[variable] == f"[format('{pattern}', variables('storagePrefix'))]"
     assert (names.report_container, names.lock_container, names.journal_table,
-            names.state_table, names.fix_queue) == tuple(
+            names.state_table, names.fix_queue, names.sweep_table, names.sweep_queue) == tuple(
         expected[k].format(names.prefix)
-        for k in ("reportContainer", "lockContainer", "journalTable", "stateTable", "fixQueue"))
+        for k in ("reportContainer", "lockContainer", "journalTable", "stateTable", "fixQueue",
+                  "sweepTable", "sweepQueue"))
     s = app_settings(main)
     assert s["HAIRPIN_STORAGE_PREFIX"] == "[variables('storagePrefix')]"
     containers = one(tpl, "Microsoft.Storage/storageAccounts/blobServices/containers")
@@ -439,11 +443,14 @@ def test_containers_and_tables_are_the_ones_the_code_uses(main):
                                         "[variables('reportContainer')]",
                                         "[variables('lockContainer')]",
                                         "[variables('deadLetterContainer')]"}
-    assert set(v["tables"]) == {"[variables('journalTable')]", "[variables('stateTable')]"}
-    # the queue POST /api/fix writes and the queue trigger reads (on AzureWebJobsStorage)
-    queue = one(tpl, "Microsoft.Storage/storageAccounts/queueServices/queues")
-    assert queue["name"] == "[format('{0}/default/{1}', variables('storageName'), " \
-        "variables('fixQueue'))]"
+    assert set(v["tables"]) == {"[variables('journalTable')]", "[variables('stateTable')]",
+                                "[variables('sweepTable')]"}
+    # the queues the triggers read (on AzureWebJobsStorage): POST /api/fix and event handoffs
+    # write the fix queue, the sweep timer the sweep queue (the host makes the poison queues)
+    queues = of_type(tpl, "Microsoft.Storage/storageAccounts/queueServices/queues")
+    assert sorted(q["name"] for q in queues) == [
+        f"[format('{{0}}/default/{{1}}', variables('storageName'), variables('{q}'))]"
+        for q in ("fixQueue", "sweepQueue")]
 
 
 # --------------------------------------------------------------------------- hosting

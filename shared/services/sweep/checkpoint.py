@@ -14,9 +14,15 @@ from datetime import UTC, datetime
 from shared.core.sweep_summary import SweepSummary
 from shared.storage.reports import ReportStore
 
-__all__ = ["SweepCheckpoint"]
+__all__ = ["SweepCheckpoint", "new_sweep_id"]
 
 log = logging.getLogger("hairpin.sweep")
+
+
+def new_sweep_id(now: datetime | None = None) -> str:
+    """Sortable by start time: `20261202T151800Z-3f9a1c`."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
 
 
 class SweepCheckpoint:
@@ -30,8 +36,9 @@ class SweepCheckpoint:
         self.lock = threading.Lock()  # the reconcile's workers save through one checkpoint
         self._etag: str | None = None
 
-    def load(self) -> SweepSummary:
-        """The stopped sweep's summary (resumed), or a new sweep's."""
+    def load(self, sweep_id: str | None = None) -> SweepSummary:
+        """The stopped sweep's summary (resumed), or a new sweep's (`sweep_id`: a fleet
+        sweep's, whose work item this is; None: a new ID)."""
         found = self._store.get(self.name) if self._store is not None else None
         if found is not None and isinstance(found.value, dict) and "summary" in found.value:
             self._etag = found.etag
@@ -43,8 +50,7 @@ class SweepCheckpoint:
             log.info("sweep %s resumed: %d VMs already done", summary.sweep_id, len(self.done))
             return summary
         now = datetime.now(UTC)
-        return SweepSummary(sweep_id=f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
-                            started_at=now.isoformat())
+        return SweepSummary(sweep_id=sweep_id or new_sweep_id(now), started_at=now.isoformat())
 
     def save(self, summary: SweepSummary, phase: str) -> None:
         if self._store is None:

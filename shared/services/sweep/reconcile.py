@@ -133,8 +133,8 @@ class Reconciler:
                     log.warning("sweep %s stops before the deadline; %s", summary.sweep_id,
                                 self.stop_reason)
                     break
-                if w.call is None:
-                    self.mark_done(w, summary)
+                if w.call is None:  # nothing to redo after a kill: no checkpoint write
+                    self.mark_done(w, summary, save=False)
                     continue
                 pending[pool.submit(self.one, w, summary)] = w
             done, _ = wait(set(pending))
@@ -211,11 +211,12 @@ class Reconciler:
                                     "plan_hash": outcome.plan_hash,
                                     "reason": "; ".join(outcome.reasons)[:300]})
 
-    def mark_done(self, w: VmDrift, summary: SweepSummary) -> None:
+    def mark_done(self, w: VmDrift, summary: SweepSummary, *, save: bool = True) -> None:
         with self._lock:
             self.checkpoint.done.add(w.key)
             summary.vms_processed += 1
-        self.checkpoint.save(summary, "reconcile")
+        if save:
+            self.checkpoint.save(summary, "reconcile")
 
 
 def _collect(done: set[Future]) -> None:

@@ -45,14 +45,14 @@ from shared.core.vocab import (
     TriggerKind,
 )
 from shared.services import remediation as remediation_service
-from shared.services.context import ServiceContext, build_context
+from shared.services.context import ServiceContext
 from shared.services.records import prune_event_records, verified_routes
 from shared.services.sweep.checkpoint import SweepCheckpoint
 from shared.services.sweep.reconcile import Reconciler, SweepReporter
 from shared.settings import Settings
 from shared.storage.locks import LockBusy, lock_name
 
-__all__ = ["SweepConfig", "SweepBusy", "Sweep", "run_sweep", "sweep_from_env"]
+__all__ = ["SWEEP_TRIGGER", "SweepConfig", "SweepBusy", "Sweep", "run_sweep"]
 
 log = logging.getLogger("hairpin.sweep")
 
@@ -81,7 +81,8 @@ class Sweep:
     def __init__(self, ctx: ServiceContext, *, remediation: Any = remediation_service,
                  config: SweepConfig | None = None, deadline: float | None = None,
                  trigger: Trigger | None = None, checkpoint: str = "sweep",
-                 gather: Callable[..., dict] | None = None) -> None:
+                 gather: Callable[..., dict] | None = None,
+                 sweep_id: str | None = None) -> None:
         self.ctx = ctx
         self.remediation = remediation
         self.config = config or SweepConfig.from_settings(ctx.settings)
@@ -89,6 +90,7 @@ class Sweep:
         self.trigger = trigger or SWEEP_TRIGGER
         self.checkpoint = SweepCheckpoint(ctx.reports, checkpoint)
         self._gather = gather
+        self.sweep_id = sweep_id  # a fleet sweep's, when this is one of its work items
 
     def time_left(self) -> float:
         return float("inf") if self.deadline is None else self.deadline - time.monotonic()
@@ -109,20 +111,9 @@ class Sweep:
         summary = self.checkpoint.load()
         self.checkpoint.save(summary, "started")
         reporter = SweepReporter(self.ctx, self.trigger, summary.sweep_id)
-        self._resume_interrupted(summary, reporter)  # 1. before anything else
-        work = self._assess(summary)  # 2.
-        todo = [w for w in work if w.key not in self.checkpoint.done]
-        for w in todo:
-            for d in w.drift:
-                summary.count_drift(d)
-        reconciler = Reconciler(self.ctx, self.remediation, self.config, self.trigger,
-                                self.checkpoint, reporter, self.time_left)
-        reconciler.run(todo, summary)  # 3.
-        summary.vms_remaining = sum(1 for w in work if w.key not in self.checkpoint.done)
+        self.resume_interrupted(summary, reporter)  # 1. before anything else
+        self._reconcile(summary, reporter)  # 2. and 3.
         observability.record_drift(summary)
-        summary.finished_at = datetime.now(UTC).isoformat()
-        summary.complete = summary.vms_remaining == 0 and reconciler.stop_reason is None
-        summary.stopped_reason = reconciler.stop_reason
         if summary.complete:
             try:
                 summary.pruned_event_records = prune_event_records(self.ctx)
@@ -130,6 +121,33 @@ class Sweep:
                 log.warning("event records not pruned: %s", exc)
         self._report(summary)  # 4.
         return summary
+
+    def run_item(self) -> SweepSummary:
+        """One work item of a fleet sweep (`shared.services.sweep.fleet`): steps 2 and 3 over
+        the item's scope, resuming the item's own checkpoint. The caller holds the item's lock,
+        records the returned summary and clears the checkpoint; an incomplete one (deadline)
+        is saved here for the item's next run."""
+        summary = self.checkpoint.load(self.sweep_id)
+        self.checkpoint.save(summary, "started")
+        self._reconcile(summary, SweepReporter(self.ctx, self.trigger, summary.sweep_id))
+        if not summary.complete:
+            self.checkpoint.save(summary, "stopped")
+        return summary
+
+    def _reconcile(self, summary: SweepSummary, reporter: SweepReporter) -> None:
+        """Assess the scope, then reconcile the VMs not done yet, counted into `summary`."""
+        work = self._assess(summary)
+        todo = [w for w in work if w.key not in self.checkpoint.done]
+        for w in todo:
+            for d in w.drift:
+                summary.count_drift(d)
+        reconciler = Reconciler(self.ctx, self.remediation, self.config, self.trigger,
+                                self.checkpoint, reporter, self.time_left)
+        reconciler.run(todo, summary)
+        summary.vms_remaining = sum(1 for w in work if w.key not in self.checkpoint.done)
+        summary.finished_at = datetime.now(UTC).isoformat()
+        summary.complete = summary.vms_remaining == 0 and reconciler.stop_reason is None
+        summary.stopped_reason = reconciler.stop_reason
 
     def _assess(self, summary: SweepSummary) -> list[drifts.VmDrift]:
         settings = self.ctx.settings
@@ -154,7 +172,8 @@ class Sweep:
 
         return gather(self.ctx, resource_graph=self.ctx.settings.use_resource_graph)
 
-    def _resume_interrupted(self, summary: SweepSummary, reporter: SweepReporter) -> None:
+    def resume_interrupted(self, summary: SweepSummary, reporter: SweepReporter) -> None:
+        """Start the VMs interrupted remediations left deallocated, counted into `summary`."""
         try:
             outcomes = self.remediation.resume_interrupted(self.ctx, self.trigger) or []
         except Exception as exc:  # noqa: BLE001 - reported; the sweep goes on
@@ -202,15 +221,3 @@ def run_sweep(ctx: ServiceContext, *, deadline: float | None = None,
     """One sweep invocation (resumes a stopped one). Raises SweepBusy when one is running."""
     return Sweep(ctx, remediation=remediation, config=config, deadline=deadline,
                  trigger=trigger, gather=gather).run()
-
-
-def sweep_from_env(*, budget_seconds: float | None = None) -> SweepSummary | None:
-    """The timer trigger's one call: settings, storage and notifications from the
-    environment, the sweep's own time budget."""
-    settings = Settings.from_env()
-    budget = budget_seconds if budget_seconds is not None else settings.sweep_budget_seconds
-    ctx = build_context(settings, budget_seconds=budget)
-    try:
-        return run_sweep(ctx, deadline=ctx.deadline)
-    except SweepBusy:
-        return None
