@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "shared.cli.remediation",
     "shared.cli.guest",
     "shared.cli.events",
+    "shared.cli.sweep",
 )
 
 EXIT_ERROR = 2

@@ -16,6 +16,7 @@ SMALL = {
     "bench_evaluate.py": ["--vms", "200", "--lbs", "20", "--repeat", "1", "--no-tracemalloc"],
     "bench_discovery.py": ["--vms", "100", "--lbs", "10"],
     "bench_event_storm.py": ["--events", "60", "--vms", "10", "--remediation", "record"],
+    "bench_fleet_sweep.py": ["--subscriptions", "3", "--vms", "20", "--workers", "2"],
     "bench_report_page.py": ["--vms", "200", "--lbs", "20", "--repeat", "1"],
 }
 

@@ -272,3 +272,25 @@ def test_planning_interrupted_is_queued_again_by_the_next_timer(world):
     assert outcomes.count(ItemOutcome.RECORDED) == len(SUBS)  # the first item came twice
     assert_summary(ctx, planning, rem)
     assert len(sweep_notifications(topic)) == 1
+
+
+def test_hairpin_sweep_runs_the_same_items_in_one_process(world, storage_ns, monkeypatch,
+                                                          capsys):
+    from shared.cli.main import main
+
+    ctx, send, queue, poison, topic = world
+    _, callers = fleet_estate()
+    for key, value in {"HAIRPIN_MODE": "plan", "HAIRPIN_SUBSCRIPTIONS": ",".join(SUBS),
+                       "HAIRPIN_DECLARED_CALLERS": json.dumps(callers),
+                       "HAIRPIN_STORAGE_CONNECTION": storage_ns.connection_string,
+                       "HAIRPIN_STORAGE_PREFIX": storage_ns.prefix,
+                       "HAIRPIN_LOCK_LEASE_SECONDS": "15"}.items():
+        monkeypatch.setenv(key, value)
+    assert main(["sweep", "--format", "json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    n = len(SUBS) * VMS_PER_SUB
+    assert (out["state"], out["items"], out["vms"]) == ("done", len(SUBS), n)
+    assert out["actions"] == {"apply:pending": n}  # mode plan: plans recorded, nothing written
+    record = ctx.sweeps.get(out["sweep_id"])
+    assert sorted(ctx.sweeps.results(record.sweep_id)) == sorted(record.plan)
+    assert queue.get_queue_properties().approximate_message_count == 0  # nothing queued

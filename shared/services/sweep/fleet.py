@@ -4,6 +4,8 @@
                             work items (`shared.core.fleet_sweep.plan_items`), the plan stored
                             (`SweepTable`), one message per item on the sweep queue
     run_item(ctx, item, send)   the queue trigger: one item, its own budget and checkpoint
+    run_inline(ctx)         `hairpin sweep`: start, then the same items one by one in this
+                            process instead of on the queue
     record_failed(ctx, item, reason)   the poison-queue trigger, and items lost by age
     finish(ctx, sweep_id)   after each result: once every item is in, the summary (Table), the
                             report (Blob), the journal entry and the one notification
@@ -46,7 +48,7 @@ from shared.storage.locks import LockBusy, lock_name
 from shared.storage.sweeps import SweepRecord, SweepTable
 
 __all__ = ["Send", "MAX_RUNS", "FINISH_STALE_S", "start", "run_item", "record_failed", "finish",
-           "item_checkpoint"]
+           "item_checkpoint", "run_inline"]
 
 log = logging.getLogger("hairpin.sweep")
 
@@ -270,3 +272,21 @@ def _publish(ctx: ServiceContext, summary: SweepSummary, *, items: int) -> None:
              summary.sweep_id, "complete" if summary.complete else "incomplete", items,
              summary.vms, summary.drift_found, summary.actions_taken, len(summary.pending),
              len(summary.errors))
+
+
+def run_inline(ctx: ServiceContext, *, remediation: Any = remediation_service,
+               config: SweepConfig | None = None) -> SweepRecord | None:
+    """A whole sweep in this process (the CLI): the items `start` plans are run one after the
+    other through `run_item`, as the queue trigger runs them. Returns the sweep as stored
+    (state `done` unless an item was busy elsewhere), or None when another sweep is running."""
+    items: list[dict] = []
+    record = start(ctx, lambda message, delay=None: items.append(message),
+                   remediation=remediation, config=config)
+    if record is None:
+        return None
+    while items:
+        item = SweepItem.from_message(items.pop(0))
+        if run_item(ctx, item, items.append, remediation=remediation,
+                    config=config) == ItemOutcome.BUSY:
+            break  # another process runs it: its result will finish the sweep
+    return _table(ctx).get(record.sweep_id)
