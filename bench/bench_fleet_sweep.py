@@ -8,9 +8,12 @@ function_app.py) plans the sweep and puts one work item per subscription on the 
 would. Mode audit (the default): discovery, evaluation and drift assessment of every VM,
 nothing written to ARM. Measured: wall time from the timer to the sweep's summary, ARM
 requests per VM (the emulator's request log) and the largest queue backlog (sampled every
-0.2 s). Target: every item's result in exactly once and the summary counting every VM.
+0.2 s). `--profile field` (`make bench` passes it) makes the emulator answer with ARM's field
+latencies and throttling (docs/latency-profile.md), so the wall time includes waiting on
+ARM. Target: every item's result in exactly once and the summary counting every VM.
 
     .venv/bin/python bench/bench_fleet_sweep.py [--subscriptions 100] [--vms 200] [--workers 4]
+                                                [--profile off|field]
 """
 
 from __future__ import annotations
@@ -80,6 +83,9 @@ def main(argv=None) -> int:
     parser.add_argument("--vms", type=int, default=200, help="VMs per subscription")
     parser.add_argument("--workers", type=int, default=4, help="worker processes")
     parser.add_argument("--timeout", type=float, default=3000.0)
+    parser.add_argument("--profile", default=os.environ.get("HAIRPIN_BENCH_PROFILE", "off"),
+                        help="emulator latency profile: off (default) or field "
+                             "(docs/latency-profile.md)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--sweep-id", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -87,11 +93,14 @@ def main(argv=None) -> int:
         return worker(args)
 
     from emulator import azurite
+    from emulator.latency import profile_named
     from emulator.server import Emulator
 
     t0 = time.perf_counter()
     scenario = fleet_estate(args.subscriptions, args.vms)
-    emu = Emulator(scenario, page_size=100, lro_polls=0).start()
+    # lro_polls=0: an LRO is done at its first poll; with a profile, when its duration is over
+    emu = Emulator(scenario, page_size=100, lro_polls=0,
+                   profile=profile_named(args.profile)).start()
     load_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         proc, storage = azurite.start(Path(tmp))
@@ -170,7 +179,7 @@ def report(args, table, sweep_id: str, outs: list[dict], *, wall: float, backlog
     print(f"every item exactly once, every VM counted: {'yes' if ok else 'NO'}")
     print(f"bench_fleet_sweep: subscriptions={args.subscriptions} vms={vms} "
           f"workers={args.workers} wall_s={wall:.1f} requests_per_vm={requests / vms:.2f} "
-          f"max_backlog={backlog}")
+          f"max_backlog={backlog} profile={args.profile}")
     return 0 if ok else 1
 
 

@@ -14,7 +14,8 @@ HERE = Path(__file__).resolve().parent
 
 # Extra arguments per benchmark: discovery runs with the field latency profile, so its wall
 # times predict a real subscription (docs/latency-profile.md).
-ARGS = {"bench_discovery.py": ["--profile", "field"]}
+ARGS = {"bench_discovery.py": ["--profile", "field"],
+        "bench_fleet_sweep.py": ["--profile", "field"]}
 
 
 def main() -> int:

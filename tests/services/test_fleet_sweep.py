@@ -294,3 +294,26 @@ def test_hairpin_sweep_runs_the_same_items_in_one_process(world, storage_ns, mon
     record = ctx.sweeps.get(out["sweep_id"])
     assert sorted(ctx.sweeps.results(record.sweep_id)) == sorted(record.plan)
     assert queue.get_queue_properties().approximate_message_count == 0  # nothing queued
+
+
+def test_concurrent_finishers_make_one_summary_and_one_notification(world):
+    ctx, send, queue, poison, topic = world
+    record = fleet.start(ctx, lambda message, delay=None: None, remediation=RecordingRemediation())
+    for iid in record.plan:  # every result in, as the last invocations would leave them
+        assert ctx.sweeps.record_result(record.sweep_id, iid, {"vms": 4, "complete": True})
+    barrier = threading.Barrier(6)
+    finished: list = []
+
+    def finisher() -> None:
+        barrier.wait()
+        finished.append(fleet.finish(ctx, record.sweep_id))
+
+    threads = [threading.Thread(target=finisher) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (summary,) = [s for s in finished if s is not None]
+    assert summary.vms == 4 * len(SUBS)
+    assert len(sweep_notifications(topic)) == 1
+    assert len(ctx.reports.sweeps.runs()) == 1
