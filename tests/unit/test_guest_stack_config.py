@@ -115,3 +115,24 @@ def test_ifupdown_hooks_are_valid_sh(function):
     done = subprocess.run(["sh", "-n"], input=generate(function), capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr
+
+
+def dispatch(tmp_path, iface: str, action: str) -> bool:
+    """Run the NetworkManager dispatcher hook as NetworkManager does (iface, action); whether
+    it re-applied (ran the body with --hook)."""
+    body, marker = tmp_path / "body", tmp_path / "ran"
+    body.write_text(f'echo "$@" >"{marker}"\n')
+    hook = generate(f"BODY_PATH={body}\nLOCK_PATH={tmp_path / 'lock'}\nnm_dispatcher")
+    marker.unlink(missing_ok=True)
+    done = subprocess.run(["sh", "-s", iface, action], input=hook, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return marker.exists() and marker.read_text().strip() == "--hook"
+
+
+@pytest.mark.parametrize(("iface", "action", "reapplies"), [
+    ("eth0", "up", True), ("eth1", "up", True), ("eth1", "dhcp4-change", True),
+    ("eth1", "reapply", True), ("eth1", "down", False), ("eth2", "up", False),
+])
+def test_nm_dispatcher_reapplies_on_our_nics_coming_up_only(tmp_path, iface, action, reapplies):
+    assert dispatch(tmp_path, iface, action) is reapplies

@@ -84,6 +84,14 @@ DHCLIENT_ENTER_HOOK = "/etc/dhcp/dhclient-enter-hooks.d/azure-ilb-hairpin"
 DHCLIENT_EXIT_HOOK = "/etc/dhcp/dhclient-exit-hooks.d/azure-ilb-hairpin"
 
 
+NM_DISPATCHER = "/etc/NetworkManager/dispatcher.d/50-azure-ilb-hairpin"
+
+
+# Held by the installer and cleanup; the NetworkManager dispatcher hook waits for it, so that
+# the reapply they trigger does not re-apply concurrently with them.
+LOCK_PATH = "/run/azure-ilb-hairpin.lock"
+
+
 HEREDOC_END = "HAIRPIN_ROUTES_EOF"
 
 

@@ -1,22 +1,25 @@
+take_lock
 find_devs || true
 STACK=$(cat "$MECHANISM_FILE" 2>/dev/null) || STACK=unit-watch
+remove_file() { if [ -e "$1" ] || [ -L "$1" ]; then rm -f "$1" && change "-file $1"; fi; }
 # The watcher and the hooks go first, so that nothing re-applies while the rest goes.
 if [ -d /run/systemd/system ] && [ -e "$WATCH_UNIT_PATH" ]; then
   systemctl stop "$WATCH_UNIT_NAME" >/dev/null 2>&1 || true
 fi
+remove_file "$NM_DISPATCHER"
 # The stack's own configuration next, so that the stack lets go of its copies; then the live
 # state it may have left.
 for f in "$STATE_DIR"/nm-*; do
   [ -e "$f" ] || continue
   uuid=${f##*/nm-}
+  case "$uuid" in *.*) continue ;; esac  # the saved file, its path, the memo: nm_restore's
   nm_restore "$uuid" && change "-nm $uuid"
 done
 if [ "$STACK" = networkmanager ] && [ -n "$CHANGES" ]; then
   for d in "$PRI_DEV" "$SEC_DEV"; do
-    [ -n "$d" ] && { nmcli device reapply "$d" >/dev/null 2>&1 || warn "nmcli device reapply $d failed"; }
+    [ -n "$d" ] && nm_reapply "$d"
   done
 fi
-remove_file() { if [ -e "$1" ] || [ -L "$1" ]; then rm -f "$1" && change "-file $1"; fi; }
 if [ -r "$MANIFEST" ]; then
   while IFS= read -r f; do
     case "$f" in */|'') ;; *) remove_file "$f" ;; esac

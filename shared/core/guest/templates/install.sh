@@ -4,6 +4,7 @@ trap 'rm -rf "$TMPD"' EXIT
 # True when file $2 is missing or differs from $1 (what would change on install).
 differs() { ! { [ -f "$2" ] && [ "$(cat "$1")" = "$(cat "$2")" ]; }; }
 @@PAYLOAD@@
+take_lock
 STACK=unit-watch
 find_devs && detect_stack
 # Everything this run persists: "<staged file> <target> <mode>", generated before anything is

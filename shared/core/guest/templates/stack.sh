@@ -82,6 +82,24 @@ dhclient_exit() {
   printf '    if [ "$interface" = "%s" ] || [ "$interface" = "%s" ]; then\n' "$PRI_DEV" "$SEC_DEV"
   printf '      /bin/bash %s --hook >/dev/null 2>&1 || true\n    fi ;;\nesac\n' "$BODY_PATH"
 }
+# NetworkManager: its dispatcher runs this after every activation and lease change, because the
+# profile alone is not enough: NetworkManager adds a route with src= as the lease arrives, and
+# when the address is not there yet the kernel refuses it (EINVAL) and NetworkManager does not
+# try again (measured after a restart then a re-activation, NetworkManager 1.42).
+# shellcheck disable=SC2016  # $1 and $2 are the dispatcher's arguments
+nm_dispatcher() {
+  printf '#!/bin/sh\n# azure-ilb-hairpin (format %s): re-apply after NetworkManager brings a NIC up.\n' "$FORMAT"
+  printf 'case "$2" in up|dhcp4-change|reapply) ;; *) exit 0 ;; esac\n'
+  printf 'case "$1" in %s|%s) ;; *) exit 0 ;; esac\n' "$PRI_DEV" "$SEC_DEV"
+  printf '# wait while the installer or cleanup runs (they hold the lock)\n'
+  printf 'if command -v flock >/dev/null 2>&1 && exec 9>%s; then flock -w 50 9; fi\n' "$LOCK_PATH"
+  printf '[ -r %s ] && /bin/bash %s --hook >/dev/null 2>&1\nexit 0\n' "$BODY_PATH" "$BODY_PATH"
+}
+take_lock() { # the lock nm_dispatcher waits for; none where /run is not writable
+  command -v flock >/dev/null 2>&1 || return 0
+  { exec 8>"$LOCK_PATH"; } 2>/dev/null || return 0
+  flock -w 120 8 || warn "$LOCK_PATH held for 120 s: going on"
+}
 # The files each stack's persistence consists of: "<generator> <path> <mode>" lines.
 stack_files() {
   case "$STACK" in
@@ -94,6 +112,8 @@ stack_files() {
       echo "ifupdown_if_up $IFUP_HOOK 0755"
       echo "dhclient_enter $DHCLIENT_ENTER_HOOK 0644"
       echo "dhclient_exit $DHCLIENT_EXIT_HOOK 0644" ;;
+    networkmanager)
+      echo "nm_dispatcher $NM_DISPATCHER 0755" ;;
   esac
 }
 stack_reload() { # let the stack take its (new or removed) configuration
@@ -109,21 +129,47 @@ stack_reload() { # let the stack take its (new or removed) configuration
   return 0
 }
 # NetworkManager: the profiles themselves (ipv4.routes / ipv4.routing-rules, never-default and
-# no DNS on the secondary), changed with nmcli and applied in place with `device reapply`; the
-# original values are kept in $STATE_DIR so that cleanup puts exactly those back.
+# no DNS on the secondary), changed with nmcli and applied in place with `device reapply`; a
+# byte copy of each profile's file is kept in $STATE_DIR so that cleanup puts exactly that back
+# (nmcli rewrites the whole file, with uuid= and timestamp=, on any modify).
 NM_KEYS="ipv4.routes ipv4.routing-rules ipv4.never-default ipv4.ignore-auto-dns ipv4.ignore-auto-routes"
-nm_save() { # $1 uuid: original values, one "key<TAB>value" line each (first time only)
-  local f=$STATE_DIR/nm-$1 key
+nm_file() { # $1 uuid: the file the profile is stored in (none for in-memory profiles)
+  nmcli -t -f UUID,FILENAME connection show | sed -n "s|^$1:||p" | head -n 1
+}
+nm_save() { # $1 uuid: the profile's file and original values (first time only)
+  local f=$STATE_DIR/nm-$1 key path
   [ -e "$f" ] && return 0
   mkdir -p "$STATE_DIR" || return 1
+  path=$(nm_file "$1")
+  if [ -n "$path" ] && [ -f "$path" ]; then
+    cp -p "$path" "$f.file" && printf '%s\n' "$path" >"$f.path" || return 1
+    undo rm -f "$f.file" "$f.path"
+  fi
   for key in $NM_KEYS; do printf '%s\t%s\n' "$key" "$(nmcli -g "$key" connection show "$1")"; done >"$f" || return 1
   undo rm -f "$f"
 }
-nm_restore() { # $1 uuid: put the saved values back (cleanup, or undoing a failed apply)
-  local f=$STATE_DIR/nm-$1 key value args=()
+nm_restore() { # $1 uuid: put the saved file (else values) back (cleanup, or a failed apply)
+  local f=$STATE_DIR/nm-$1 key value path args=()
   [ -r "$f" ] || return 0
+  if [ -r "$f.file" ] && [ -r "$f.path" ]; then
+    path=$(cat "$f.path")
+    cp -p "$f.file" "$path" && nmcli connection load "$path" \
+      && rm -f "$f" "$f.file" "$f.path" "$f.set"
+    return
+  fi
   while IFS=$'\t' read -r key value; do args+=("$key" "$value"); done <"$f"
-  nmcli connection modify "$1" "${args[@]}" && rm -f "$f"
+  nmcli connection modify "$1" "${args[@]}" && rm -f "$f" "$f.set"
+}
+# `nmcli device reapply` of a profile with ipv6.method=ignore removes the kernel's IPv6
+# link-local address (measured, NetworkManager 1.42); put back what it took.
+nm_reapply() { # $1 dev
+  local ll a
+  ll=$(ip -6 -o addr show dev "$1" scope link 2>/dev/null | awk '{print $4}')
+  nmcli device reapply "$1" >/dev/null 2>&1 || { warn "nmcli device reapply $1 failed"; return 0; }
+  sleep 1
+  for a in $ll; do
+    ip -6 -o addr show dev "$1" scope link | grep -q " $a " || ip -6 addr add "$a" dev "$1" scope link
+  done
 }
 nm_apply() {
   local pri sec vip routes=() rules=()
@@ -141,22 +187,37 @@ nm_apply() {
     nm_save "$sec" || return 1
     undo nm_restore "$sec"
     nm_profile_set "$sec" ipv4.routes "${routes[@]}" || return 1
-    [ "$(nmcli -g ipv4.never-default connection show "$sec")" = yes ] \
-      || change "+nm $sec ipv4.never-default"
-    nmcli connection modify "$sec" ipv4.never-default yes ipv4.ignore-auto-dns yes \
-      ipv4.ignore-auto-routes yes || return 1
+    nm_profile_set "$sec" ipv4.never-default yes || return 1
+    nm_profile_set "$sec" ipv4.ignore-auto-dns yes || return 1
+    nm_profile_set "$sec" ipv4.ignore-auto-routes yes || return 1
   else
     warn "the secondary NIC has no NetworkManager profile: only the unit restores its routes"
   fi
-  nmcli device reapply "$PRI_DEV" >/dev/null 2>&1 || warn "nmcli device reapply $PRI_DEV failed"
-  [ -n "$sec" ] && { nmcli device reapply "$SEC_DEV" >/dev/null 2>&1 || warn "nmcli device reapply $SEC_DEV failed"; }
+  [ -n "$NM_CHANGED" ] || return 0  # an unchanged profile is not applied again
+  nm_reapply "$PRI_DEV"
+  [ -n "$sec" ] && nm_reapply "$SEC_DEV"
   return 0
 }
-nm_profile_set() { # $1 uuid, $2 key, $3... values to be present (NM drops duplicates itself)
-  local uuid=$1 key=$2 value before after
+NM_CHANGED=''
+# $1 uuid, $2 key, $3... values to be present. Any modify rewrites the profile's file (with a
+# new timestamp=), so a key is left alone when it already holds them: a scalar compared as is,
+# a list against what nmcli printed after our last modify ($STATE_DIR/nm-<uuid>.set), since
+# NetworkManager prints routes and rules in its own normal form.
+nm_profile_set() {
+  local uuid=$1 key=$2 value have after memo=$STATE_DIR/nm-$1.set
   shift 2
-  before=$(nmcli -g "$key" connection show "$uuid") || return 1
-  for value in "$@"; do nmcli connection modify "$uuid" "+$key" "$value" || return 1; done
+  have=$(nmcli -g "$key" connection show "$uuid") || return 1
+  case "$key" in
+    ipv4.routes|ipv4.routing-rules)
+      grep -Fxqs "$key	$*	$have" "$memo" && return 0
+      for value in "$@"; do nmcli connection modify "$uuid" "+$key" "$value" || return 1; done ;;
+    *) [ "$have" = "$1" ] && return 0
+      nmcli connection modify "$uuid" "$key" "$1" || return 1 ;;
+  esac
   after=$(nmcli -g "$key" connection show "$uuid") || return 1
-  [ "$before" = "$after" ] || change "+nm $uuid $key"
+  { grep -vs "^$key	" "$memo"; printf '%s\t%s\t%s\n' "$key" "$*" "$after"; } >"$memo.new" \
+    && mv -f "$memo.new" "$memo" || return 1
+  [ "$have" = "$after" ] && return 0
+  NM_CHANGED=1
+  change "+nm $uuid $key"
 }
