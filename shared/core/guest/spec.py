@@ -100,7 +100,7 @@ class Mechanism(enum.StrEnum):
     ``mechanism``): the stack itself from its configuration, or our unit plus a watcher."""
 
     NETWORKD = "networkd"  # .network drop-in + a .network for the secondary (netplan too)
-    NETWORKMANAGER = "networkmanager"  # the profiles' ipv4.routes / ipv4.routing-rules
+    NETWORKMANAGER = "networkmanager"  # the profiles' routes and rules + a dispatcher hook
     IFUPDOWN = "ifupdown"  # if-up.d and dhclient hooks
     UNIT_WATCH = "unit-watch"  # none recognised: boot unit + re-apply on link/address events
 
