@@ -255,6 +255,22 @@ def test_missing_secondary_address_is_added_and_removed_by_cleanup(guest):
     assert fab.state("vm1") == before
 
 
+def test_cleanup_keeps_the_address_once_a_dhcp_client_bound_it_again(guest):
+    """The script added the address (its boot unit ran before the DHCP client); then an ifdown/
+    ifup let dhclient bind it again, with its subnet route: it is the stack's now, and stays."""
+    fab = guest.fabric
+    attach_second_nic(guest)
+    fab.guest_run("vm1", ["ip", "addr", "flush", "dev", "eth1"])
+    code, res, err = run(guest, gs.render_linux_apply(SPEC))
+    assert code == 0 and "+address 10.0.1.11/24 eth1" in res["changes"], err
+    fab.guest_run("vm1", ["ip", "addr", "flush", "dev", "eth1"])
+    fab.guest_run("vm1", ["ip", "addr", "add", "10.0.1.11/24", "dev", "eth1"])
+    code, res, err = run(guest, gs.render_linux_cleanup(SPEC))
+    assert code == 0 and "-address 10.0.1.11/24" not in res["changes"], err
+    assert " 10.0.1.11/24 " in fab.guest_run("vm1", ["ip", "-4", "-o", "addr", "show", "dev",
+                                                      "eth1"]).stdout
+
+
 def test_converge_drops_what_a_new_render_no_longer_wants(guest):
     attach_second_nic(guest)
     assert run(guest, gs.render_linux_apply(SPEC))[0] == 0

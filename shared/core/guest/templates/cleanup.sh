@@ -62,8 +62,14 @@ while [ -n "$(ip rule show pref "$LOCAL_PREF" table local)" ]; do
   change "-rule local pref $LOCAL_PREF"
   local_guard
 done
+# The address we added carries noprefixroute and no lifetime; once a DHCP client has bound it
+# again (after a boot that ran us first, then an ifdown/ifup: measured with ifupdown) it is
+# the stack's, with its subnet route, and stays.
 if [ -f "$ADDRESS_MARKER" ] && [ -n "$SEC_DEV" ]; then
-  ip addr del "$SECONDARY_IP/$PREFIX_LEN" dev "$SEC_DEV" 2>/dev/null && change "-address $SECONDARY_IP/$PREFIX_LEN"
+  addr=$(ip -o -4 addr show dev "$SEC_DEV" to "$SECONDARY_IP/32")
+  if [[ "$addr" == *noprefixroute* && "$addr" != *dynamic* ]]; then
+    ip addr del "$SECONDARY_IP/$PREFIX_LEN" dev "$SEC_DEV" 2>/dev/null && change "-address $SECONDARY_IP/$PREFIX_LEN"
+  fi
 fi
 remove_file "$ADDRESS_MARKER"
 rmdir "$STATE_DIR" 2>/dev/null
