@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from azure.data.tables import TableServiceClient
-from azure.storage.blob import BlobServiceClient
-from azure.storage.queue import QueueServiceClient
+if TYPE_CHECKING:  # imported where a client is built: `import function_app` stays fast
+    from azure.data.tables import TableServiceClient
+    from azure.storage.blob import BlobServiceClient
+    from azure.storage.queue import QueueServiceClient
 
 
 @dataclass(frozen=True)
@@ -23,6 +25,10 @@ class StorageClients:
 
     @classmethod
     def from_connection_string(cls, connection_string: str) -> StorageClients:
+        from azure.data.tables import TableServiceClient
+        from azure.storage.blob import BlobServiceClient
+        from azure.storage.queue import QueueServiceClient
+
         return cls(BlobServiceClient.from_connection_string(connection_string),
                    TableServiceClient.from_connection_string(connection_string),
                    QueueServiceClient.from_connection_string(connection_string))
@@ -30,6 +36,10 @@ class StorageClients:
     @classmethod
     def from_account(cls, blob_url: str, table_url: str, credential,
                      queue_url: str | None = None) -> StorageClients:
+        from azure.data.tables import TableServiceClient
+        from azure.storage.blob import BlobServiceClient
+        from azure.storage.queue import QueueServiceClient
+
         return cls(BlobServiceClient(blob_url, credential=credential),
                    TableServiceClient(endpoint=table_url, credential=credential),
                    QueueServiceClient(queue_url, credential=credential) if queue_url else None)

@@ -20,9 +20,9 @@ import secrets
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.core.arm_ids import normalize
 from shared.core.journal import (
@@ -36,6 +36,9 @@ from shared.core.journal import (
 )
 from shared.core.storage_names import StorageNames
 from shared.core.vocab import RecordKind
+
+if TYPE_CHECKING:  # imported where used: `import function_app` stays fast
+    from azure.data.tables import TableClient, TableServiceClient
 
 MAX_WHO_CHARS = 1024
 _DEFAULT = StorageNames()  # names of the default prefix (settings pass the configured ones)
@@ -81,6 +84,8 @@ class Journal:
 
     @classmethod
     def from_connection_string(cls, connection_string: str, **names) -> Journal:
+        from azure.data.tables import TableServiceClient
+
         return cls(TableServiceClient.from_connection_string(connection_string), **names)
 
     def ensure(self) -> Journal:
@@ -190,6 +195,8 @@ class Journal:
             "since": utc_now(), "data": None if data is None else cap_json(data),
         })
         if not exclusive:
+            from azure.data.tables import UpdateMode
+
             self._state.upsert_entity(entity, mode=UpdateMode.REPLACE)
             return True
         try:

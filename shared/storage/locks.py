@@ -29,13 +29,16 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient
 
 from shared.core.arm_ids import normalize
 from shared.core.storage_names import StorageNames
+
+if TYPE_CHECKING:  # imported where used: `import function_app` stays fast
+    from azure.storage.blob import BlobClient, BlobLeaseClient, BlobServiceClient
 
 MIN_LEASE_S, MAX_LEASE_S = 15, 60  # what Blob storage accepts for a finite lease
 
@@ -113,6 +116,8 @@ class LockManager:
 
     @classmethod
     def from_connection_string(cls, connection_string: str, **kwargs) -> LockManager:
+        from azure.storage.blob import BlobServiceClient
+
         return cls(BlobServiceClient.from_connection_string(connection_string), **kwargs)
 
     def ensure(self) -> LockManager:
@@ -158,6 +163,8 @@ class LockManager:
         return HeldLocks(taken, self.lease_seconds, self.renew_every)
 
     def _take(self, name: LockName, operation_id: str) -> BlobLeaseClient:
+        from azure.storage.blob import BlobLeaseClient
+
         blob = self._container.get_blob_client(name.blob_name)
         lease = BlobLeaseClient(blob, lease_id=str(uuid.uuid4()))
         try:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -30,9 +30,11 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
 
 from shared.core.storage_names import StorageNames
+
+if TYPE_CHECKING:  # imported where used: `import function_app` stays fast
+    from azure.storage.blob import BlobServiceClient, ContainerClient
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # fullmatch: `$` allows a final "\n"
 _CONTENT_TYPES = {"json": "application/json", "html": "text/html; charset=utf-8"}
@@ -98,7 +100,7 @@ class Archive:
             name = f"{self.prefix}/{at:%Y/%m/%d}/{run_id}.{_check_id(ext, 'extension')}"
             self._container.upload_blob(
                 name, _as_bytes(content), overwrite=True,
-                content_settings=ContentSettings(
+                content_settings=blob_content(
                     content_type=_CONTENT_TYPES.get(ext, "application/octet-stream")))
             paths[ext] = name
         record = RunRecord(run_id, at, paths, dict(summary or {}))
@@ -200,6 +202,8 @@ class ReportStore:
 
     @classmethod
     def from_connection_string(cls, connection_string: str, **kwargs) -> ReportStore:
+        from azure.storage.blob import BlobServiceClient
+
         return cls(BlobServiceClient.from_connection_string(connection_string), **kwargs)
 
     def ensure(self) -> ReportStore:
@@ -222,6 +226,13 @@ class ReportStore:
         return self.sweeps.put({"json": summary}, run_id=sweep_id, at=at, summary=counts)
 
 
+def blob_content(**settings):
+    """azure-storage-blob's ContentSettings, imported on first use."""
+    from azure.storage.blob import ContentSettings
+
+    return ContentSettings(**settings)
+
+
 def _read_json(container: ContainerClient, name: str) -> tuple[Any, str] | None:
     try:
         download = container.download_blob(name)
@@ -239,11 +250,11 @@ def _update_json(container: ContainerClient, name: str, change, attempts: int = 
         try:
             if found is None:
                 blob.upload_blob(_as_bytes(new), overwrite=False,
-                                 content_settings=ContentSettings(content_type="application/json"))
+                                 content_settings=blob_content(content_type="application/json"))
             else:
                 blob.upload_blob(_as_bytes(new), overwrite=True, etag=found[1],
                                  match_condition=MatchConditions.IfNotModified,
-                                 content_settings=ContentSettings(content_type="application/json"))
+                                 content_settings=blob_content(content_type="application/json"))
             return new
         except (ResourceExistsError, ResourceModifiedError):
             time.sleep(random.uniform(0, 0.05 * (attempt + 1)))  # jitter: writers spread out

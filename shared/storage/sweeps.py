@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -24,10 +24,12 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from shared.core.storage_names import StorageNames
 from shared.core.vocab import SweepState
+
+if TYPE_CHECKING:  # imported where used: `import function_app` stays fast
+    from azure.data.tables import TableClient, TableServiceClient
 
 __all__ = ["SweepRecord", "SweepTable"]
 
@@ -117,6 +119,8 @@ class SweepTable:
             entity.update(_split("summary", dict(summary)))
             entity.update({k: v for k, v in summary.items()
                            if isinstance(v, bool | int | float) and k != "items"})
+        from azure.data.tables import UpdateMode
+
         try:
             self._table.update_entity(entity, mode=UpdateMode.MERGE, etag=record.etag,
                                       match_condition=MatchConditions.IfNotModified)

@@ -220,3 +220,17 @@ def test_trigger_handles_a_pool_write_as_the_emulator_raises_it(functions, insta
         assert entry.step == "Microsoft.Network/loadBalancers/backendAddressPools/write"
         assert entry.after["own_write"] is True
     assert rem.calls == []
+
+
+def test_indexing_the_app_imports_no_storage_or_management_sdk():
+    """The host imports function_app.py to index the functions, on every cold start (issue 15:
+    `import function_app` <= 1.0 s): the SDKs are imported by the adapters that use them."""
+    import subprocess
+
+    probe = ("import sys, function_app\n"
+             "print(sorted({'.'.join(m.split('.')[:2]) for m in sys.modules"
+             " if m.startswith('azure.')}))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "['azure.core', 'azure.functions']"

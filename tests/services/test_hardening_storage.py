@@ -63,8 +63,8 @@ def test_hardening_two_deployments_share_one_storage_account_without_crosstalk(s
     assert "op-a" in message.content.decode()
     # Every table and container either created is named from its own prefix.
     created = names_under(storage_ns) - before
-    assert created == {f"{pa}journal", f"{pa}state", f"{pa}-reports", f"{pa}-locks",
-                       f"{pb}journal", f"{pb}state", f"{pb}-reports", f"{pb}-locks"}
+    assert created == {f"{p}{name}" for p in (pa, pb)
+                       for name in ("journal", "state", "sweeps", "-reports", "-locks")}
     queues.delete_queue(f"{pa}-fix")
 
 
