@@ -317,3 +317,23 @@ def test_concurrent_finishers_make_one_summary_and_one_notification(world):
     assert summary.vms == 4 * len(SUBS)
     assert len(sweep_notifications(topic)) == 1
     assert len(ctx.reports.sweeps.runs()) == 1
+
+
+def test_resource_graph_packs_subscriptions_into_items_by_vm_count(world):
+    from dataclasses import replace
+
+    ctx, send, queue, poison, topic = world
+    ctx.settings = replace(ctx.settings, use_resource_graph=True, sweep_item_vms=2 * VMS_PER_SUB)
+    rem = RecordingRemediation()
+    record = fleet.start(ctx, send, remediation=rem)  # one KQL count, then 4 + 4 | 4 VMs
+    assert record.resource_graph is True
+    assert sorted(record.plan.values()) == [sorted(SUBS[:2]), [SUBS[2]]]
+    outcomes: list = []
+    QueueHost(queue, handler(ctx, send, rem, outcomes), poison=poison).run(
+        sweep_done(ctx, record.sweep_id), 120)
+    assert outcomes == [ItemOutcome.RECORDED] * 2
+    summary = ctx.sweeps.get(record.sweep_id).summary
+    assert (summary["items"], summary["vms"]) == (2, len(SUBS) * VMS_PER_SUB)
+    assert sorted(rem.of("apply")) == sorted(
+        f"/subscriptions/{s}/resourcegroups/rg-test/providers/microsoft.compute/"
+        f"virtualmachines/vm{i:02d}" for s in SUBS for i in range(1, VMS_PER_SUB + 1))
