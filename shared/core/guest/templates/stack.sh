@@ -161,14 +161,17 @@ nm_restore() { # $1 uuid: put the saved file (else values) back (cleanup, or a f
   nmcli connection modify "$1" "${args[@]}" && rm -f "$f" "$f.set"
 }
 # `nmcli device reapply` of a profile with ipv6.method=ignore removes the kernel's IPv6
-# link-local address (measured, NetworkManager 1.42); put back what it took.
+# link-local address (measured, NetworkManager 1.42), at times seconds after it returned; put
+# back what it took, for 5 s.
 nm_reapply() { # $1 dev
   local ll a
   ll=$(ip -6 -o addr show dev "$1" scope link 2>/dev/null | awk '{print $4}')
   nmcli device reapply "$1" >/dev/null 2>&1 || { warn "nmcli device reapply $1 failed"; return 0; }
-  sleep 1
-  for a in $ll; do
-    ip -6 -o addr show dev "$1" scope link | grep -q " $a " || ip -6 addr add "$a" dev "$1" scope link
+  for _ in 1 2 3 4 5; do
+    sleep 1
+    for a in $ll; do
+      ip -6 -o addr show dev "$1" scope link | grep -q " $a " || ip -6 addr add "$a" dev "$1" scope link
+    done
   done
 }
 nm_apply() {
