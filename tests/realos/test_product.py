@@ -50,7 +50,8 @@ def real_estate(emulator, storage_ns, monkeypatch):
 def hairpin(capsys, *argv: str) -> tuple[int, str]:
     code = main(list(argv))
     out = capsys.readouterr()
-    print(out.out[-1500:], out.err[-500:])
+    with capsys.disabled():  # shown as it runs, and kept out of the next call's capture
+        print(out.out[-1500:], out.err[-500:])
     return code, out.out
 
 
