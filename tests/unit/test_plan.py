@@ -166,8 +166,8 @@ def test_text_and_json_say_what_changes_and_who_is_deallocated():
     assert doc["steps"][1]["kind"] == "deallocate" and doc["steps"][1]["deallocates"] is True
 
 
-def test_existing_managed_nic_plans_routes_only():
-    doc = load()
+def _with_managed_nic_on_vm1(doc: dict) -> dict:
+    """hs-vm1 with its managed secondary NIC attached (what a completed fix leaves)."""
     nic = copy.deepcopy(next(r for r in doc["resources"] if r["name"] == "hs-vm1-nic"))
     nic["name"] = "hs-vm1-hairpin-nic"
     nic["id"] = nic["id"].replace("hs-vm1-nic", "hs-vm1-hairpin-nic")
@@ -182,6 +182,11 @@ def test_existing_managed_nic_plans_routes_only():
     vm = next(r for r in doc["resources"] if r["name"] == "hs-vm1")
     vm["properties"]["networkProfile"]["networkInterfaces"].append(
         {"id": nic["id"], "properties": {"primary": False}})
+    return doc
+
+
+def test_existing_managed_nic_plans_routes_only():
+    doc = _with_managed_nic_on_vm1(load())
     plan, _ = make(doc)
     v1 = plan.vm(VM1)
     assert v1.nic.exists and not v1.needs_deallocation
@@ -236,3 +241,19 @@ def test_verified_routes_alone_are_not_a_fix():
                        verified=[(f.vm_id, f.frontend_ip) for f in risk.evaluate(t).findings])
     empty = build_plan(ev.findings, t, Settings(), vm_ids=[VM1])
     assert not empty.empty  # verified routes alone do not count without the managed NIC
+
+
+def test_hardening_plan_hash_binds_nic_and_load_balancer_etags_not_the_managed_nic():
+    """make mutation: a NIC's or the load balancer's etag left out of the hash survived."""
+    base, _ = make()
+    for name in ("hs-vm2-nic", "ilb-healthshare"):
+        doc = load()
+        next(r for r in doc["resources"] if r["name"] == name)["etag"] = 'W/"changed"'
+        changed, _ = make(doc)
+        assert changed.hash != base.hash, name
+    hashes = []
+    for etag in ('W/"before-start"', 'W/"mac-assigned"'):  # Azure assigns the MAC at start
+        doc = _with_managed_nic_on_vm1(load())
+        next(r for r in doc["resources"] if r["name"] == "hs-vm1-hairpin-nic")["etag"] = etag
+        hashes.append(make(doc)[0].hash)
+    assert hashes[0] == hashes[1]
