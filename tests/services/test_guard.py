@@ -26,6 +26,7 @@ from tests.support.remediation import (
     VM2,
     arm_writes,
     default_scenario,
+    hs_vm1_alone_in_its_pools,
 )
 
 APPLY = Settings(mode="apply")
@@ -115,18 +116,7 @@ def test_pool_peer_not_running_refuses_with_the_reason():
 
 
 def test_single_member_pool_refuses():
-    doc = default_scenario()
-    # Take hs-vm2 out of the pool: hs-vm1 is the only member.
-    for r in doc["resources"]:
-        if r["name"] == "hs-vm2-nic":
-            r["properties"]["ipConfigurations"][0]["properties"][
-                "loadBalancerBackendAddressPools"] = []
-        if r["type"].endswith("loadBalancers"):
-            for pool in r["properties"]["backendAddressPools"]:
-                for key in ("backendIPConfigurations", "loadBalancerBackendAddresses"):
-                    pool["properties"][key] = [
-                        x for x in pool["properties"].get(key) or []
-                        if "hs-vm2-nic" not in str(x)]
+    doc = hs_vm1_alone_in_its_pools()
     t = topology_from_snapshot(doc)
     reasons = guard.check_deallocation(VM1, t)
     assert reasons and "last running member" in reasons[0]

@@ -35,6 +35,21 @@ def default_scenario() -> dict:
     return json.loads(DEFAULT.read_text())
 
 
+def hs_vm1_alone_in_its_pools() -> dict:
+    """The default scenario with hs-vm2 taken out of both pools: hs-vm1 is their only member."""
+    doc = default_scenario()
+    for r in doc["resources"]:
+        if r["name"] == "hs-vm2-nic":
+            r["properties"]["ipConfigurations"][0]["properties"][
+                "loadBalancerBackendAddressPools"] = []
+        if r["type"].endswith("loadBalancers"):
+            for pool in r["properties"]["backendAddressPools"]:
+                for key in ("backendIPConfigurations", "loadBalancerBackendAddresses"):
+                    pool["properties"][key] = [x for x in pool["properties"].get(key) or []
+                                               if "hs-vm2-nic" not in str(x)]
+    return doc
+
+
 def settings_for(storage_ns, **overrides) -> Settings:
     values = dict(mode="apply", storage_connection=storage_ns.connection_string,
                   storage_prefix=storage_ns.prefix, lock_lease_seconds=15,

@@ -16,7 +16,14 @@ from shared.core.schedule import MaintenanceWindow
 from shared.core.topology import topology_from_snapshot
 from shared.core.vocab import TriggerKind, Verdict
 from shared.settings import Settings
-from tests.support.remediation import IN_WINDOW, OUT_OF_WINDOW, VM1, VM2, default_scenario
+from tests.support.remediation import (
+    IN_WINDOW,
+    OUT_OF_WINDOW,
+    VM1,
+    VM2,
+    default_scenario,
+    hs_vm1_alone_in_its_pools,
+)
 
 APPLY = Settings(mode="apply")
 WINDOW = MaintenanceWindow.parse("Sat 01:00-05:00 UTC")
@@ -167,17 +174,7 @@ def test_hardening_guard_unknown_member_and_last_running_member():
     assert check_deallocation(VM1, without_vm2) == [
         f"{pool}: member 10.0.1.20 is not a known VM, so it is not known to stay up"
         for pool in POOLS]
-    doc = copy.deepcopy(default_scenario())
-    for r in doc["resources"]:  # hs-vm2 out of both pools: hs-vm1 is their only member
-        if r["name"] == "hs-vm2-nic":
-            r["properties"]["ipConfigurations"][0]["properties"][
-                "loadBalancerBackendAddressPools"] = []
-        if r["type"].endswith("loadBalancers"):
-            for pool in r["properties"]["backendAddressPools"]:
-                for key in ("backendIPConfigurations", "loadBalancerBackendAddresses"):
-                    pool["properties"][key] = [x for x in pool["properties"].get(key) or []
-                                               if "hs-vm2-nic" not in str(x)]
-    alone = topology_from_snapshot(doc)
+    alone = topology_from_snapshot(hs_vm1_alone_in_its_pools())
     assert check_deallocation(VM1, alone) == [
         f"{pool}: hs-vm1 is the last running member; deallocating it would take the service "
         "down" for pool in POOLS]
