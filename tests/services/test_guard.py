@@ -4,10 +4,6 @@ pool -> refuse, stale approval -> refuse)."""
 
 from __future__ import annotations
 
-import copy
-import dataclasses
-from types import MappingProxyType
-
 import pytest
 
 from shared.core import risk
@@ -25,25 +21,12 @@ from tests.support.remediation import (
     VM1,
     VM2,
     arm_writes,
-    default_scenario,
     hs_vm1_alone_in_its_pools,
+    topology_with,
 )
 
 APPLY = Settings(mode="apply")
 WINDOW = MaintenanceWindow.parse("Sat 01:00-05:00 UTC")
-
-
-def _topology(doc=None, power=None, tags=None):
-    doc = copy.deepcopy(doc or default_scenario())
-    t = topology_from_snapshot(doc)
-    vms = dict(t.vms)
-    for name, state in (power or {}).items():
-        key = next(k for k, v in vms.items() if v.name == name)
-        vms[key] = dataclasses.replace(vms[key], power_state=state)
-    for name, extra in (tags or {}).items():
-        key = next(k for k, v in vms.items() if v.name == name)
-        vms[key] = dataclasses.replace(vms[key], tags=MappingProxyType({**vms[key].tags, **extra}))
-    return dataclasses.replace(t, vms=MappingProxyType(vms)), doc
 
 
 def _plan(t, doc, settings=APPLY, vm=VM1):
@@ -53,7 +36,7 @@ def _plan(t, doc, settings=APPLY, vm=VM1):
 
 
 def test_audit_mode_never_writes_and_plan_mode_is_pending():
-    t, doc = _topology()
+    t, doc = topology_with()
     p = _plan(t, doc)
     d = guard.decide(p, t, Settings(), trigger_kind=TriggerKind.CLI, now=IN_WINDOW, approval=p.hash)
     assert d.status == "refused" and "audit" in d.reasons[0]
@@ -63,7 +46,7 @@ def test_audit_mode_never_writes_and_plan_mode_is_pending():
 
 
 def test_on_demand_deallocation_needs_the_exact_plan_hash():
-    t, doc = _topology()
+    t, doc = topology_with()
     p = _plan(t, doc)
     cli = TriggerKind.CLI
     assert guard.decide(p, t, APPLY, trigger_kind=cli, now=IN_WINDOW).status == "pending"
@@ -74,7 +57,7 @@ def test_on_demand_deallocation_needs_the_exact_plan_hash():
 
 
 def test_unattended_needs_opt_in_tag_on_every_vm():
-    t, doc = _topology(tags={"hs-vm1": {"hairpin-remediation": "auto"}})
+    t, doc = topology_with(tags={"hs-vm1": {"hairpin-remediation": "auto"}})
     p = _plan(t, doc)
     settings = Settings(mode="apply", maintenance_window=WINDOW)
     d = guard.decide(p, t, settings, trigger_kind=TriggerKind.EVENT, now=IN_WINDOW)
@@ -83,7 +66,7 @@ def test_unattended_needs_opt_in_tag_on_every_vm():
 
 def test_unattended_outside_the_window_is_pending_inside_runs():
     tags = {"hairpin-remediation": "auto"}
-    t, doc = _topology(tags={"hs-vm1": tags, "hs-vm2": tags})
+    t, doc = topology_with(tags={"hs-vm1": tags, "hs-vm2": tags})
     p = _plan(t, doc)
     settings = Settings(mode="apply", maintenance_window=WINDOW)
     out = guard.decide(p, t, settings, trigger_kind=TriggerKind.TIMER, now=OUT_OF_WINDOW)
@@ -96,7 +79,7 @@ def test_unattended_outside_the_window_is_pending_inside_runs():
 
 def test_vm_tag_window_overrides_settings():
     tags = {"hairpin-remediation": "auto", "hairpin-maintenance-window": "Wed 11:00-13:00 UTC"}
-    t, doc = _topology(tags={"hs-vm1": tags, "hs-vm2": tags})
+    t, doc = topology_with(tags={"hs-vm1": tags, "hs-vm2": tags})
     p = _plan(t, doc)
     settings = Settings(mode="apply", maintenance_window=WINDOW)
     assert guard.decide(p, t, settings, trigger_kind=TriggerKind.EVENT, now=OUT_OF_WINDOW).allowed
@@ -104,12 +87,12 @@ def test_vm_tag_window_overrides_settings():
 
 
 def test_pool_peer_not_running_refuses_with_the_reason():
-    t, doc = _topology(power={"hs-vm1": "deallocated"})
+    t, doc = topology_with(power={"hs-vm1": "deallocated"})
     reasons = guard.check_deallocation(VM2, t)
     assert reasons == [f"pool ilb-healthshare/{p.name}: peer hs-vm1 is deallocated, not running"
                        for p in sorted(t.pools.values(), key=lambda p: p.key)]
     # Probe health is not the guard: hs-vm2 is probe-down yet running, so hs-vm1 may go.
-    t2, _ = _topology()
+    t2, _ = topology_with()
     assert guard.check_deallocation(VM1, t2) == []
     # A peer being remediated (left deallocated by another run) counts as not running.
     assert "being remediated" in guard.check_deallocation(VM1, t2, remediating=[VM2])[0]

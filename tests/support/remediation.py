@@ -3,14 +3,18 @@ plus Azurite storage, wired into a ServiceContext exactly as the entry points bu
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
 from emulator.guests.modelled import ModelledGuest
 from shared.core.journal import Trigger
+from shared.core.topology import Topology, topology_from_snapshot
 from shared.core.vocab import TriggerKind
 from shared.services.context import ServiceContext
 from shared.settings import Settings
@@ -33,6 +37,21 @@ OUT_OF_WINDOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 def default_scenario() -> dict:
     return json.loads(DEFAULT.read_text())
+
+
+def topology_with(doc: dict | None = None, power: dict | None = None,
+                  tags: dict | None = None) -> tuple[Topology, dict]:
+    """The topology of `doc` (default: the default scenario) with VMs' power states and extra
+    tags set by VM name, and the document it was read from."""
+    doc = copy.deepcopy(doc or default_scenario())
+    t = topology_from_snapshot(doc)
+    vms = dict(t.vms)
+    for key, vm in t.vms.items():
+        extra = (tags or {}).get(vm.name)
+        vms[key] = dataclasses.replace(
+            vm, power_state=(power or {}).get(vm.name, vm.power_state),
+            tags=MappingProxyType({**vm.tags, **extra}) if extra else vm.tags)
+    return dataclasses.replace(t, vms=MappingProxyType(vms)), doc
 
 
 def hs_vm1_alone_in_its_pools() -> dict:

@@ -5,7 +5,6 @@ hs-vm1 deallocates both (hs-vm2 first)."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from types import MappingProxyType
 
@@ -21,8 +20,8 @@ from tests.support.remediation import (
     OUT_OF_WINDOW,
     VM1,
     VM2,
-    default_scenario,
     hs_vm1_alone_in_its_pools,
+    topology_with,
 )
 
 APPLY = Settings(mode="apply")
@@ -33,15 +32,7 @@ POOLS = ("pool ilb-healthshare/pool-patient-index", "pool ilb-healthshare/pool-u
 
 
 def estate(power=None, tags=None):
-    doc = copy.deepcopy(default_scenario())
-    t = topology_from_snapshot(doc)
-    vms = dict(t.vms)
-    for key, vm in t.vms.items():
-        extra = (tags or {}).get(vm.name)
-        vms[key] = dataclasses.replace(
-            vm, power_state=(power or {}).get(vm.name, vm.power_state),
-            tags=MappingProxyType({**vm.tags, **extra}) if extra else vm.tags)
-    t = dataclasses.replace(t, vms=MappingProxyType(vms))
+    t, doc = topology_with(power=power, tags=tags)
     findings = risk.evaluate(t, APPLY).findings
     return t, build_plan(findings, t, APPLY, vm_ids=[VM1],
                          etags=etags_from_documents(doc["resources"]))
