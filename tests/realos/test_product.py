@@ -1,7 +1,10 @@
 """`hairpin apply` / `verify` / `rollback` and the sweep's drift detection against a real OS:
 hs-vm1 of the default Linux scenario is a booted Debian 12 guest with systemd-networkd (netplan)
-behind the emulator's Run Command (emulator/guests/realos); hs-vm2 stays modelled, as it
-serves nothing and only its plan steps matter. Several real boots: ``HAIRPIN_REALOS=1`` only.
+behind the emulator's Run Command (emulator/guests/realos); hs-vm2 is modelled (its Run Command
+results) and served on the fabric (a namespace answering its backend port), so the mirrors
+that fail over to it while hs-vm1 is deallocated keep answering, as on Azure. The DBA then
+fails them back to hs-vm1, and only then does verification cross the hairpin. Several real
+boots: ``HAIRPIN_REALOS=1`` only.
 """
 
 from __future__ import annotations
@@ -66,8 +69,9 @@ def test_apply_verify_drift_rollback_on_a_real_guest(real_estate, capsys):
     code, out = hairpin(capsys, "verify", "--vm", VM1)
     assert code != 0 and "0/20" in out  # hs-vm1 is both mirrors' primary: it hairpins
 
-    code, out = approve(capsys, "apply", "--vm", VM1)
+    code, out = approve(capsys, "apply", "--vm", VM1)  # verifies through hs-vm2, the primary now
     assert code == 0 and "status: applied" in out, out
+    emu.fail_over(VM1)  # the DBA fails the mirrors back: hs-vm1's calls come back to it
     code, out = hairpin(capsys, "verify", "--vm", VM1)
     assert code == 0 and "20/20" in out, out
 
@@ -87,6 +91,7 @@ def test_apply_verify_drift_rollback_on_a_real_guest(real_estate, capsys):
 
     code, out = approve(capsys, "rollback", "--vm", VM1)
     assert code == 0, out
+    emu.fail_over(VM1)  # the rollback's deallocation moved the primaries to hs-vm2 again
     code, out = hairpin(capsys, "verify", "--vm", VM1)
     assert "0/20" in out, out
     assert after_restart[0] == 0 and "20/20" in after_restart[1], \

@@ -5,6 +5,8 @@ balancer as the namespace fabric's nftables rules (``ilb_rules``: DNAT, no SNAT)
 As Azure: each router port answers ARP for everything with one MAC (proxy ARP; Azure answers
 every ARP with 12:34:56:78:9a:bc), holds the subnet gateway and routes each NIC address as a
 /32 to its port; DHCP (dnsmasq) hands each MAC its static address, the gateway as router.
+A VM that is not booted can still answer on the fabric (`add_server`): a namespace serving its
+backend ports, as a mirror peer does once the ILB fails over to it.
 Nothing is linked to the root namespace; names are ``hpos-<pid>-<random>-...`` so a later run
 sweeps what a killed one left (``namespaces.sweep_stale``).
 """
@@ -24,7 +26,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 from emulator.guests.ilb_rules import TABLE, ilb_ruleset
 from emulator.guests.namespaces import FabricError, sweep_stale
-from emulator.guests.programs import CONNECT, ProbeResult
+from emulator.guests.programs import CONNECT, SERVER, ProbeResult
 from emulator.guests.scenario import IlbRule
 
 FABRIC_MAC = "12:34:56:78:9a:bc"
@@ -39,6 +41,16 @@ class Port:
     tap: str
     mac: str
     ip: IPv4Address
+
+
+@dataclass
+class Server:
+    """A VM that is not booted, answering on the fabric from its own namespace."""
+
+    ns: str
+    dev: str  # its port in the router
+    ips: list[IPv4Address]
+    proc: subprocess.Popen
 
 
 @dataclass
@@ -64,6 +76,8 @@ class RealOsFabric:
         self.lease = LeaseOptions()
         self.dnsmasq: subprocess.Popen | None = None
         self.created: list[str] = []
+        self.servers: dict[str, Server] = {}  # by VM name
+        self.server_count = 0
 
     def __enter__(self) -> RealOsFabric:
         return self.open()
@@ -102,6 +116,8 @@ class RealOsFabric:
 
     def close(self) -> None:
         self.stop_dhcp()
+        for name in list(self.servers):
+            self.remove_server(name)
         pids = []
         for ns in self.created:
             pids += self.sh("ip", "netns", "pids", ns, check=False).stdout.split()
@@ -164,6 +180,47 @@ class RealOsFabric:
         self.lease = LeaseOptions(lease_time, list(dns))
         self.start_dhcp()
 
+    # -- VMs that are not booted
+    def add_server(self, name: str, ips: list[IPv4Address], ports: list[int]) -> None:
+        """A VM that is not booted but must answer on the fabric, as a mirror peer the ILB fails
+        over to does: a namespace holding its addresses, serving `ports` with the namespace
+        fabric's application server (``<vm name> <peer ip>``), routed like a guest NIC."""
+        self.remove_server(name)
+        self.server_count += 1
+        ns, dev = f"{self.run_id}-s{self.server_count}", f"hps{self.server_count}"
+        self.sh("ip", "netns", "add", ns)
+        self.created.append(ns)
+        self.sh("ip", "-n", self.router, "link", "add", dev, "address", FABRIC_MAC, "type",
+                "veth", "peer", "name", "eth0", "netns", ns)
+        self.router_port(dev)
+        self.sh("ip", "-n", ns, "link", "set", "lo", "up")
+        self.sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        for ip in ips:
+            self.sh("ip", "-n", ns, "addr", "add", f"{ip}/{self.subnet.prefixlen}", "dev", "eth0")
+            self.sh("ip", "-n", self.router, "route", "replace", f"{ip}/32", "dev", dev)
+        self.sh("ip", "-n", ns, "route", "add", "default", "via", str(self.gateway))
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, self.python, "-c", SERVER, name,
+                                 *map(str, ports)], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        self.servers[name] = Server(ns, dev, list(ips), proc)
+        if proc.stdout.readline().strip() != "ready":
+            raise FabricError(f"server for {name} did not start")
+
+    def remove_server(self, name: str) -> None:
+        """The VM stopped: its server, namespace and routes are gone."""
+        server = self.servers.pop(name, None)
+        if server is None:
+            return
+        try:
+            os.killpg(server.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        server.proc.wait(timeout=10)
+        # Deleting the router's end deletes the pair and the /32 routes through it.
+        self.sh("ip", "-n", self.router, "link", "del", server.dev, check=False)
+        self.sh("ip", "netns", "del", server.ns, check=False)
+        self.created.remove(server.ns)
+
     # -- the ILB
     def set_rules(self, rules: list[IlbRule]) -> None:
         self.rules = list(rules)
@@ -176,6 +233,7 @@ class RealOsFabric:
 
     def reload_ilb(self) -> None:
         taps = {p.ip: p.tap for p in self.ports}
+        taps.update({ip: s.dev for s in self.servers.values() for ip in s.ips})
         text, _ = ilb_ruleset(self.rules, lambda rule: [ip for ip in rule.members
                                                         if ip in self.live],
                               lambda ip: taps[ip], deterministic=True)

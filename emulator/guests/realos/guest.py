@@ -9,6 +9,10 @@ so ``hairpin apply`` / ``verify`` / ``rollback`` and the sweep act on a real net
 * ``run_command``: ``RunShellScript`` waits for the boot, then runs ``bash -s`` with the
   parameters as environment variables; output is cut to the last 4,096 bytes, as Azure's.
   VMs not named in ``stacks`` (and Windows VMs) go to ``fallback``.
+* VMs not named in ``stacks`` still answer on the fabric while running: a namespace holding
+  their addresses serves their backend ports (``RealOsFabric.add_server``), so when the ILB
+  fails a mirror over to such a peer, the booted guest's calls to the VIP reach a real server,
+  as they do on Azure.
 
 The ILB balances over the rule members whose VM is running (a stopped VM fails its probe);
 ``health_source`` (e.g. ``netns.emulator_health``) narrows that to what the emulator reports.
@@ -69,6 +73,7 @@ class RealOsGuest:
         if not self.real(vm):
             if self.fallback is not None:
                 self.fallback.on_start(vm, nics)
+            self.serve(vm, nics)
             return
         name = vm["name"]
         with self.lock:
@@ -98,10 +103,24 @@ class RealOsGuest:
         finally:
             done.set()
 
+    def serve(self, vm: dict, nics: list[dict]) -> None:
+        """A running VM that is not booted serves its backend ports on the fabric."""
+        with self.lock:
+            ips = {a.ip for p in self.scenario.vm_nics(vm, list(nics)) for a in p.addresses}
+            ports = sorted({r.backend_port for r in self.scenario.ilb_rules()
+                            if ips & set(r.members)})
+            self.fabric.add_server(vm["name"], sorted(ips), ports)
+            self.ips[vm["name"]] = ips
+            self.reload_ilb()
+
     def on_deallocate(self, vm: dict) -> None:
         if not self.real(vm):
             if self.fallback is not None:
                 self.fallback.on_deallocate(vm)
+            with self.lock:
+                self.fabric.remove_server(vm["name"])
+                self.ips.pop(vm["name"], None)
+                self.reload_ilb()
             return
         with self.lock:
             event = self.booted.get(vm["name"])
@@ -118,7 +137,8 @@ class RealOsGuest:
             self.reload_ilb()
 
     def reload_ilb(self) -> None:
-        live = {ip for name, ips in self.ips.items() if self.machines[name].proc is not None
+        live = {ip for name, ips in self.ips.items()
+                if name in self.fabric.servers or self.machines[name].proc is not None
                 for ip in ips}
         if self.health_source is not None:
             up = {ip for rule in self.scenario.ilb_rules()
