@@ -25,7 +25,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,12 +41,14 @@ from emulator.guests.guest_etc import (
 from emulator.guests.ilb_rules import TABLE, DsrRoute, ilb_ruleset
 from emulator.guests.namespaces import (
     FabricError,
+    kill_group,
     netns_available,
     netns_unavailable_reason,
+    start_server,
     sweep_stale,
     tail,
 )
-from emulator.guests.programs import CONNECT, SERVER, ProbeResult
+from emulator.guests.programs import CONNECT, ProbeResult
 from emulator.guests.scenario import IlbRule, Scenario, VmState, lower, subnet_gateway
 
 __all__ = ["Fabric", "FabricError", "ProbeResult", "netns_available", "netns_unavailable_reason"]
@@ -266,21 +267,11 @@ class Fabric:
         self.reload_ilb()
 
     def _start_server(self, vm: VmState, ports: list[int]) -> None:
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", vm.netns, self.python, "-c", SERVER, vm.name,
-             *map(str, ports)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            start_new_session=True)
-        vm.servers.append(proc)
-        if proc.stdout.readline().strip() != "ready":
-            raise FabricError(f"server in {vm.name} did not start")
+        vm.servers.append(start_server(vm.netns, self.python, vm.name, ports))
 
     def _kill_servers(self, vm: VmState) -> None:  # and the guest's long-running units
         for proc in vm.servers:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            proc.wait(timeout=10)
+            kill_group(proc)
         vm.servers.clear()
 
     # -- the ILB

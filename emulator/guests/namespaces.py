@@ -1,5 +1,6 @@
-"""Network namespaces on this host: can they be made here, and sweeping what a killed fabric
-process left behind (namespaces named ``<prefix>-<pid>-<random>``, their processes, temp dirs).
+"""Network namespaces on this host: can they be made here, sweeping what a killed fabric
+process left behind (namespaces named ``<prefix>-<pid>-<random>``, their processes, temp dirs),
+and the application server a fabric runs in a namespace.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
+
+from emulator.guests.programs import SERVER
 
 OUTPUT_LIMIT = 4096  # Run Command returns the last 4,096 bytes
 
@@ -72,6 +75,27 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def start_server(netns: str, python: str, name: str, ports: list[int]) -> subprocess.Popen:
+    """The application server (``programs.SERVER``: ``<vm name> <peer ip>`` on each port) in a
+    namespace, returned once it listens; its own process group, for `kill_group`."""
+    proc = subprocess.Popen(["ip", "netns", "exec", netns, python, "-c", SERVER, name,
+                             *map(str, ports)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    if proc.stdout.readline().strip() != "ready":
+        kill_group(proc)
+        raise FabricError(f"server in {name} did not start")
+    return proc
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """A process started in its own session, and everything it started."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait(timeout=10)
 
 
 def tail(text: str, limit: int = OUTPUT_LIMIT) -> str:

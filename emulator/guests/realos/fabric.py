@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 
 from emulator.guests.ilb_rules import TABLE, ilb_ruleset
-from emulator.guests.namespaces import FabricError, sweep_stale
-from emulator.guests.programs import CONNECT, SERVER, ProbeResult
+from emulator.guests.namespaces import FabricError, kill_group, start_server, sweep_stale
+from emulator.guests.programs import CONNECT, ProbeResult
 from emulator.guests.scenario import IlbRule
 
 FABRIC_MAC = "12:34:56:78:9a:bc"
@@ -199,23 +199,15 @@ class RealOsFabric:
             self.sh("ip", "-n", ns, "addr", "add", f"{ip}/{self.subnet.prefixlen}", "dev", "eth0")
             self.sh("ip", "-n", self.router, "route", "replace", f"{ip}/32", "dev", dev)
         self.sh("ip", "-n", ns, "route", "add", "default", "via", str(self.gateway))
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, self.python, "-c", SERVER, name,
-                                 *map(str, ports)], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True, start_new_session=True)
-        self.servers[name] = Server(ns, dev, list(ips), proc)
-        if proc.stdout.readline().strip() != "ready":
-            raise FabricError(f"server for {name} did not start")
+        # A server that does not start leaves its namespace in `created`, for close().
+        self.servers[name] = Server(ns, dev, list(ips), start_server(ns, self.python, name, ports))
 
     def remove_server(self, name: str) -> None:
         """The VM stopped: its server, namespace and routes are gone."""
         server = self.servers.pop(name, None)
         if server is None:
             return
-        try:
-            os.killpg(server.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        server.proc.wait(timeout=10)
+        kill_group(server.proc)
         # Deleting the router's end deletes the pair and the /32 routes through it.
         self.sh("ip", "-n", self.router, "link", "del", server.dev, check=False)
         self.sh("ip", "netns", "del", server.ns, check=False)
