@@ -215,7 +215,7 @@ def render_linux_cleanup(spec: GuestRouteSpec) -> str:
 
 def render_linux_verify(targets: GuestRouteSpec | Iterable[VerifyTarget], *, count: int = 20,
                         timeout_s: int = 2) -> str:
-    """bash + coreutils ``timeout`` (present in minimal images): N connects per VIP:port, and
+    """bash and coreutils (present in minimal images): N connects per VIP:port, and
     what the guest holds of the fix (per VIP its route; the rules, the local-table rule
     prefs and the persistence mechanism), so that drift shows from Azure."""
     items = verify_items(targets)

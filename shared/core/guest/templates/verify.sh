@@ -10,16 +10,22 @@ RULES=$(ip rule show pref "$RULE_PREF" table "$TABLE" 2>/dev/null | grep -c .)
 LOCAL_RULE=$(ip rule show table local 2>/dev/null | sed -n 's/^\([0-9]*\):.*/\1/p' | paste -sd, -)
 MECHANISM=$(tr -dc 'a-z-' <"$MECHANISM_FILE" 2>/dev/null)
 # One fresh TCP connection (new source port) per attempt, all in parallel; a server that
-# answers a line first names the backend.
+# answers a line first names the backend. Each attempt is a subshell, not a new process, and
+# TIMEOUT is one deadline for all of them once they are started: on a busy guest, starting a
+# process per attempt under its own timeout (as this did) used the timeout up before the
+# connect began (a booted guest under emulation counted 0/20 to a listening VIP).
 probe() { # $1 vip, $2 port
-  local i ok=0 line name backends=''
+  local i ok=0 line name backends='' pids=() ticks=0
   for i in $(seq 1 "$COUNT"); do
-    # shellcheck disable=SC2016  # $1 and $2 are the inner bash's arguments
-    timeout "$TIMEOUT" bash -c 'exec 3<>"/dev/tcp/$1/$2" || exit 1; echo C
-      IFS= read -r -t 1 l <&3 && printf "L %s\n" "$l"; exit 0' _ "$1" "$2" \
-      >"$TMP/$i" 2>/dev/null &
+    ( exec 3<>"/dev/tcp/$1/$2" || exit 1; echo C
+      IFS= read -r -t 1 l <&3 && printf 'L %s\n' "$l"; exit 0 ) >"$TMP/$i" 2>/dev/null &
+    pids+=("$!")
   done
-  wait
+  # Until every attempt ended or the deadline passed (a hairpin SYN is never answered).
+  while [ "$ticks" -lt $((TIMEOUT * 5)) ] && kill -0 "${pids[@]}" 2>/dev/null; do
+    sleep 0.2; ticks=$((ticks + 1))
+  done
+  kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null
   declare -A per=()
   for i in $(seq 1 "$COUNT"); do
     grep -qx C "$TMP/$i" || continue
