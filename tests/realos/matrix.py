@@ -7,7 +7,8 @@ flap) measure again; re-run unchanged; clean up and compare with the state befor
 
 One line per stack and step; exit 1 when any step fails. Expected at every step: the outside
 client and the guest's 127.0.0.1 20/20, the secondary NIC never a default route; connects from
-the guest to its own VIP 0/20 before the fix and after cleanup, 20/20 in between.
+the guest to its own VIP 0/20 before the fix and after cleanup, 20/20 in between, and the
+product's own verification script (Run Command) counting the same.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def problems_of(m: Measurement, fixed: bool) -> list[str]:
     found = []
     if m.vip != want_vip:
         found.append(f"vip {m.vip}/{COUNT}, expected {want_vip}/{COUNT}")
+    if m.verify != m.vip:
+        found.append(f"the product's verification counted {m.verify}/{COUNT}")
     if m.client != COUNT:
         found.append("outside client lost the VIP")
     if m.loopback != COUNT:

@@ -82,11 +82,12 @@ class Measurement:
     client: int  # connects from outside every pool to the VIP
     loopback: int  # the guest's own 127.0.0.1
     default_via_secondary: bool
+    verify: int  # what the product's verification script counted to the VIP (-1: no result)
 
     def text(self) -> str:
         extra = "  secondary NIC holds a default route" if self.default_via_secondary else ""
         return (f"vip {self.vip:2d}/{COUNT}  client {self.client:2d}/{COUNT}  "
-                f"127.0.0.1 {self.loopback:2d}/{COUNT}{extra}")
+                f"127.0.0.1 {self.loopback:2d}/{COUNT}  verify {self.verify:2d}/{COUNT}{extra}")
 
 
 class Rig:
@@ -134,7 +135,14 @@ class Rig:
         outside = self.fabric.connect(VIP, PORT, count=COUNT)
         return Measurement(int(inside.get("vip", -1)), outside.ok,
                            int(inside.get("loopback", -1)),
-                           bool(inside.get("default_via_secondary", 0)))
+                           bool(inside.get("default_via_secondary", 0)), self.product_verify())
+
+    def product_verify(self) -> int:
+        """The connects to the VIP that the product's own verification script (what `hairpin
+        verify`, apply and the drift sweep run through Run Command) counts in this guest."""
+        rc, result, _ = self.script("verify")
+        counts = [v.get("ok") for v in result.get("verify") or []] if rc in (0, 1) else []
+        return counts[0] if len(counts) == 1 and isinstance(counts[0], int) else -1
 
     def state(self) -> str:
         return self.run(STATE.replace("DIRS", " ".join(STACK_FILES)), timeout=60)[1]
