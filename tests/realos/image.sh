@@ -47,17 +47,19 @@ cp -L "$base/initrd.img" "$WORK/initrd.img"
 # would run apt or man-db in the middle of a measurement.
 echo "/dev/vda / ext4 rw,relatime 0 1" >"$base/etc/fstab"
 chroot "$base" passwd -d root >/dev/null
-cat >"$base/etc/systemd/system/hairpin-listener.service" <<'UNIT'
+# One listener per backend port (hairpin-listener@<port>): 1972 here; a guest model enables
+# the others its VM's rules balance to (HealthShare's second mirror listens on 1973).
+cat >"$base/etc/systemd/system/hairpin-listener@.service" <<'UNIT'
 [Unit]
-Description=Application listener the ILB balances to (port 1972)
+Description=Application listener the ILB balances to (port %i)
 After=network.target
 [Service]
-ExecStart=/usr/bin/socat TCP-LISTEN:1972,fork,reuseaddr,backlog=128 SYSTEM:'echo "$(uname -n) $SOCAT_PEERADDR"'
+ExecStart=/usr/bin/socat TCP-LISTEN:%i,fork,reuseaddr,backlog=128 SYSTEM:'echo "$(uname -n) $SOCAT_PEERADDR"'
 Restart=always
 [Install]
 WantedBy=multi-user.target
 UNIT
-chroot "$base" systemctl enable hairpin-listener.service >/dev/null 2>&1
+chroot "$base" systemctl enable hairpin-listener@1972.service >/dev/null 2>&1
 for unit in apt-daily.timer apt-daily-upgrade.timer man-db.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer \
             systemd-timesyncd.service; do
   chroot "$base" systemctl mask "$unit" >/dev/null 2>&1 || true

@@ -4,7 +4,8 @@ so ``hairpin apply`` / ``verify`` / ``rollback`` and the sweep act on a real net
 
 * ``on_start``: powers the VM on with the NICs it has now (MAC and static DHCP lease from each
   NIC document); the boot goes on in the background, as Azure's start returns before the guest
-  is up. Its OS disk is the VM's own copy-on-write disk, kept across deallocation.
+  is up, and ends with a listener on every backend port the VM's rules balance to. Its OS
+  disk is the VM's own copy-on-write disk, kept across deallocation.
 * ``on_deallocate``: the machine is gone at once; the disk stays.
 * ``run_command``: ``RunShellScript`` waits for the boot, then runs ``bash -s`` with the
   parameters as environment variables; output is cut to the last 4,096 bytes, as Azure's.
@@ -88,16 +89,28 @@ class RealOsGuest:
                 name, self.image, self.stacks[name], os.path.join(self.workdir, name),
                 self.fabric.router)
             self.machines[name] = machine
-            self.ips[name] = {a.ip for p in plans for a in p.addresses}
+            self.ips[name] = ips = {a.ip for p in plans for a in p.addresses}
             self.booted[name] = done = threading.Event()
             self.boot_errors.pop(name, None)
             self.reload_ilb()
-        threading.Thread(target=self.boot, args=(machine, attached, done), daemon=True,
-                         name=f"boot-{name}").start()
+        threading.Thread(target=self.boot, args=(machine, attached, self.backend_ports(ips), done),
+                         daemon=True, name=f"boot-{name}").start()
 
-    def boot(self, machine: QemuMachine, nics: list[Nic], done: threading.Event) -> None:
+    def backend_ports(self, ips: set[IPv4Address]) -> list[int]:
+        """The ports the rules balancing to these addresses send to: what the VM serves."""
+        return sorted({r.backend_port for r in self.scenario.ilb_rules()
+                       if r.backend_port and ips & set(r.members)})
+
+    def boot(self, machine: QemuMachine, nics: list[Nic], ports: list[int],
+             done: threading.Event) -> None:
         try:
             machine.start(nics)
+            # The image listens on 1972; the VM's other rules may balance to other ports.
+            units = " ".join(f"hairpin-listener@{port}.service" for port in ports)
+            if units:
+                rc, _, err = machine.run(f"systemctl enable --now {units}", timeout=120)
+                if rc != 0:
+                    raise FabricError(f"listeners {units} did not start: {err.strip()[-200:]}")
         except Exception as exc:  # noqa: BLE001 - reported by the next run_command
             self.boot_errors[machine.name] = str(exc)
         finally:
@@ -107,9 +120,7 @@ class RealOsGuest:
         """A running VM that is not booted serves its backend ports on the fabric."""
         with self.lock:
             ips = {a.ip for p in self.scenario.vm_nics(vm, list(nics)) for a in p.addresses}
-            ports = sorted({r.backend_port for r in self.scenario.ilb_rules()
-                            if ips & set(r.members)})
-            self.fabric.add_server(vm["name"], sorted(ips), ports)
+            self.fabric.add_server(vm["name"], sorted(ips), self.backend_ports(ips))
             self.ips[vm["name"]] = ips
             self.reload_ilb()
 
