@@ -1,7 +1,9 @@
 """The real-OS matrix: per network stack, boot a real Debian guest, measure before the fix,
-run the project's rendered apply script, then after every event the stack can throw at it
-(reboot, restart, netplan apply, reconfigure / re-activation, renew, changed lease, carrier
-flap) measure again; re-run unchanged; clean up and compare with the state before the fix.
+run the stack's own events once (the control: what they change by themselves is not the
+fix's to undo), run the project's rendered apply script, then after every event the stack
+can throw at it (reboot, restart, netplan apply, reconfigure / re-activation, renew, changed
+lease, carrier flap) measure again; re-run unchanged; clean up and compare with the state
+before the fix (after the control).
 
     python -m tests.realos.matrix [--stack networkd ...] [--json FILE]
 
@@ -116,9 +118,22 @@ class StackRun:
         self.emit(step.line())
         return step
 
+    def control(self) -> list[str]:
+        """The stack's own events once before the fix, so that the state cleanup is compared
+        with holds what they do by themselves: NetworkManager's `device reapply` (its renew)
+        removes the IPv6 link-local address of an ``ipv6.method=ignore`` profile for good,
+        with no fix in the guest (measured)."""
+        problems = []
+        for event in EVENTS[self.stack]:
+            if event.kind is not EventKind.REBOOT:  # a boot changes nothing that stays
+                problems += trigger(self.rig, event)
+                self.rig.settle()
+        return problems
+
     def run(self) -> list[Step]:
         rig = self.rig
         self.record(f"boot [{rig.machine.boot_seconds[-1]:.0f} s]", False, [])
+        self.record("control", False, self.control())
         before = rig.state()
         self.record("apply", True, script_step(rig, "apply")[0])
         for event in EVENTS[self.stack]:
