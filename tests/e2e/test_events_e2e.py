@@ -18,20 +18,18 @@ import pytest
 
 from shared.core.events import EventConfig, identity_from_jwt
 from shared.core.journal import Trigger
-from shared.core.schedule import MaintenanceWindow
 from shared.core.vocab import TriggerKind
 from shared.services import remediation
 from shared.services.events import EventProcessor
 from tests.support.events import ago, arm_event
 from tests.support.paths import ROOT
-from tests.support.remediation import CLI, IN_WINDOW, OUT_OF_WINDOW, RGP, VM1, VM2
+from tests.support.remediation import CLI, IN_WINDOW, OUT_OF_WINDOW, RGP, VM1, VM2, WINDOW
 
 pytestmark = pytest.mark.azurite
 
 RG = "rg-healthshare"
 LB = f"{RGP}/Microsoft.Network/loadBalancers/ilb-healthshare"
 NIC2 = f"{RGP}/Microsoft.Network/networkInterfaces/hs-vm2-hairpin-nic"
-WINDOW = MaintenanceWindow.parse("Sat 01:00-05:00 UTC")
 
 
 class Counting:

@@ -10,23 +10,21 @@ from shared.core import risk
 from shared.core.journal import Trigger
 from shared.core.remediation import guard
 from shared.core.remediation.plan import build_plan, etags_from_documents
-from shared.core.schedule import MaintenanceWindow
 from shared.core.topology import topology_from_snapshot
 from shared.core.vocab import TriggerKind
 from shared.services import remediation
 from shared.settings import Settings
 from tests.support.remediation import (
+    APPLY,
     IN_WINDOW,
     OUT_OF_WINDOW,
     VM1,
     VM2,
+    WINDOW,
     arm_writes,
     hs_vm1_alone_in_its_pools,
     topology_with,
 )
-
-APPLY = Settings(mode="apply")
-WINDOW = MaintenanceWindow.parse("Sat 01:00-05:00 UTC")
 
 
 def _plan(t, doc, settings=APPLY, vm=VM1):

@@ -14,6 +14,7 @@ import pytest
 
 from emulator.guests.modelled import ModelledGuest
 from shared.core.journal import Trigger
+from shared.core.schedule import MaintenanceWindow
 from shared.core.topology import Topology, topology_from_snapshot
 from shared.core.vocab import TriggerKind
 from shared.services.context import ServiceContext
@@ -30,7 +31,9 @@ VM2 = f"{RGP}/Microsoft.Compute/virtualMachines/hs-vm2"
 NIC1 = f"{RGP}/Microsoft.Network/networkInterfaces/hs-vm1-hairpin-nic"
 NIC2 = f"{RGP}/Microsoft.Network/networkInterfaces/hs-vm2-hairpin-nic"
 CLI = Trigger(TriggerKind.CLI, principal="tester")
-# A Saturday inside "Sat 01:00-05:00 UTC" and a Wednesday outside it.
+APPLY = Settings(mode="apply")
+WINDOW = MaintenanceWindow.parse("Sat 01:00-05:00 UTC")
+# A Saturday inside WINDOW and a Wednesday outside it.
 IN_WINDOW = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 OUT_OF_WINDOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

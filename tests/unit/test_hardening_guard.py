@@ -11,21 +11,20 @@ from types import MappingProxyType
 from shared.core import risk
 from shared.core.remediation.guard import Decision, check_deallocation, decide, window_open
 from shared.core.remediation.plan import build_plan, etags_from_documents
-from shared.core.schedule import MaintenanceWindow
 from shared.core.topology import topology_from_snapshot
 from shared.core.vocab import TriggerKind, Verdict
 from shared.settings import Settings
 from tests.support.remediation import (
+    APPLY,
     IN_WINDOW,
     OUT_OF_WINDOW,
     VM1,
     VM2,
+    WINDOW,
     hs_vm1_alone_in_its_pools,
     topology_with,
 )
 
-APPLY = Settings(mode="apply")
-WINDOW = MaintenanceWindow.parse("Sat 01:00-05:00 UTC")
 IN_WINDOW_SETTINGS = Settings(mode="apply", maintenance_window=WINDOW)
 OPTED_IN = {"hairpin-remediation": "auto"}
 POOLS = ("pool ilb-healthshare/pool-patient-index", "pool ilb-healthshare/pool-ucr-registry")
